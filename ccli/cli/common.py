@@ -1,0 +1,63 @@
+"""Options shared by the subcommands, and the helpers that print results.
+
+Every command takes the same spelling of the same option (DESIGN.md, "Command line"); the
+`Annotated` aliases below are the one definition of each.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any, List, Optional
+
+import typer
+
+QuietOpt = Annotated[bool, typer.Option("-q", "--quiet", help="Only errors on stderr.")]
+VerboseOpt = Annotated[bool, typer.Option("-v", "--verbose", help="More detail on stderr.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print a machine-readable result on stdout.")]
+ForceOpt = Annotated[bool, typer.Option("--force", help="Recompute even if the result is cached.")]
+SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed.")]
+DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
+PresetOpt = Annotated[
+    Optional[str], typer.Option("--preset", help="Preset name under presets/<method>/ or a YAML file.")
+]
+SetOpt = Annotated[
+    Optional[List[str]], typer.Option("--set", help="Override one config key: key=value (repeatable).")
+]
+CacheDirOpt = Annotated[
+    Optional[Path],
+    typer.Option("--cache-dir", envvar="CCLI_CACHE", help="Artifact cache folder [env CCLI_CACHE; default ~/.cache/ccli]."),
+]
+OutOpt = Annotated[Optional[Path], typer.Option("-o", "--out", help="Output file (default: the cache).")]
+DataOpt = Annotated[str, typer.Option("--data", help="Dataset spec, e.g. digits, fashion-mnist:DIR, cifar10:DIR.")]
+SplitOpt = Annotated[str, typer.Option("--split", help="train, test or all (papers use all = train+test).")]
+
+
+def setup(quiet: bool = False, verbose: bool = False) -> None:
+    from ccli import log
+
+    log.set_verbosity(quiet, verbose)
+
+
+def emit_path(path: Path | str) -> None:
+    """The one line a successful command prints on stdout: what it produced."""
+    sys.stdout.write(f"{path}\n")
+    sys.stdout.flush()
+
+
+def emit_json(payload: Any) -> None:
+    sys.stdout.write(json.dumps(payload, indent=2, sort_keys=False, default=_json_default) + "\n")
+    sys.stdout.flush()
+
+
+def _json_default(value):
+    import numpy as np
+
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")

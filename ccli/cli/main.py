@@ -1,0 +1,93 @@
+"""The `ccli` entry point: builds the Typer app and turns exceptions into exit codes.
+
+Each subcommand lives in its own module under ccli/cli/ and exposes `register(app)`. Those
+modules import nothing heavy at module level (torch and faiss are imported inside the
+command bodies), so `ccli --help`, `ccli eval` and `ccli cache` start quickly.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+import traceback
+
+import typer
+
+from ccli import __version__
+from ccli.errors import CcliError
+
+# Order here is the order in `ccli --help`: the pipeline's order.
+COMMAND_MODULES = (
+    "ccli.cli.eval_cmd",
+    "ccli.cli.cache_cmd",
+    "ccli.cli.completions_cmd",
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        sys.stdout.write(f"ccli {__version__}\n")
+        raise typer.Exit()
+
+
+def build_app() -> typer.Typer:
+    app = typer.Typer(
+        name="ccli",
+        help="Contrastive deep image clustering: pretrain → embed → neighbors/graph → train → eval → report.",
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+        rich_markup_mode=None,
+        context_settings={"help_option_names": ["-h", "--help"]},
+    )
+
+    @app.callback()
+    def _root(
+        version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+        debug: bool = typer.Option(False, "--debug", help="Show tracebacks for errors (anywhere on the line)."),
+    ) -> None:
+        """Contrastive deep image clustering: pretrain → embed → neighbors/graph → train → eval → report."""
+
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(app)
+    return app
+
+
+def run(argv: list[str] | None = None) -> None:
+    """Console-script entry: run the CLI and exit with 0, 1 (runtime failure) or 2 (bad input)."""
+    import click
+
+    from ccli import log
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    # --debug is honoured wherever it appears, so `ccli eval x --debug` works too.
+    debug = "--debug" in args or bool(os.environ.get("CCLI_DEBUG"))
+    args = [a for a in args if a != "--debug"]
+    try:
+        result = build_app()(args=args, prog_name="ccli", standalone_mode=False)
+        code = result if isinstance(result, int) else 0
+    except click.exceptions.Exit as exc:
+        code = exc.exit_code
+    except click.ClickException as exc:
+        exc.show()
+        code = exc.exit_code
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        log.error("interrupted.")
+        code = 130
+    except CcliError as exc:
+        if debug:
+            traceback.print_exc()
+        log.error(str(exc))
+        code = exc.exit_code
+    except MemoryError as exc:
+        if debug:
+            traceback.print_exc()
+        log.error(f"out of memory ({exc}).")
+        code = 1
+    except Exception as exc:  # noqa: BLE001 - the last line of defence against tracebacks
+        if debug:
+            traceback.print_exc()
+        log.error(f"unexpected {type(exc).__name__}: {exc} (rerun with --debug for the traceback).")
+        code = 1
+    sys.exit(code)

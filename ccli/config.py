@@ -1,0 +1,169 @@
+"""Typed configs, presets and `--set key=value` overrides.
+
+Every command or method has a dataclass of defaults. A preset (`presets/<group>/<name>.yaml`,
+or a path to a YAML file) overrides some fields, then each `--set key=value` overrides one
+more. Unknown keys are bad input and the message lists the valid ones, so a typo never
+silently trains with a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import typing
+from pathlib import Path
+from typing import Any, Mapping, Sequence, TypeVar
+
+from ccli.errors import BadInput
+
+T = TypeVar("T")
+
+PRESETS_ENV = "CCLI_PRESETS"
+
+
+def presets_root() -> Path:
+    """$CCLI_PRESETS, else the `presets/` folder beside the package (editable installs)."""
+    if os.environ.get(PRESETS_ENV):
+        return Path(os.environ[PRESETS_ENV])
+    return Path(__file__).resolve().parent.parent / "presets"
+
+
+def available_presets(group: str) -> list[str]:
+    folder = presets_root() / group
+    return sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []
+
+
+def preset_path(group: str, name: str) -> Path:
+    """Resolve `--preset NAME` for a command group (a method name, or 'pretrain')."""
+    candidate = Path(name).expanduser()
+    if name.endswith((".yaml", ".yml")) or candidate.is_file():
+        if not candidate.is_file():
+            raise BadInput(f"--preset {name} does not exist.")
+        return candidate
+    path = presets_root() / group / f"{name}.yaml"
+    if not path.is_file():
+        valid = ", ".join(available_presets(group)) or "none"
+        raise BadInput(f"--preset {name} is not a preset for {group} (available: {valid}).")
+    return path
+
+
+def load_preset(group: str, name: str) -> dict[str, Any]:
+    import yaml
+
+    path = preset_path(group, name)
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise BadInput(f"--preset {path} is not valid YAML ({str(exc).splitlines()[0]}).") from exc
+    if not isinstance(data, dict):
+        raise BadInput(f"--preset {path} must be a mapping of key: value.")
+    return data
+
+
+def parse_sets(items: Sequence[str]) -> dict[str, Any]:
+    """`--set a=1 --set b.c=[1,2]` -> {'a': 1, 'b.c': [1, 2]} with YAML typing of values."""
+    import yaml
+
+    out: dict[str, Any] = {}
+    for item in items or ():
+        if "=" not in item:
+            raise BadInput(f"--set {item} must look like key=value.")
+        key, raw = item.split("=", 1)
+        key = key.strip()
+        try:
+            out[key] = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            out[key] = raw
+    return out
+
+
+def _coerce(value: Any, annotation: Any, key: str, source: str) -> Any:
+    """Convert a YAML value to a field's declared type, or say which key is wrong."""
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if annotation is Any:
+        return value
+    if origin is typing.Union or (origin is not None and str(origin) == "types.UnionType"):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, key, source)
+            except BadInput as exc:
+                errors.append(exc)
+        raise errors[0]
+    if origin is typing.Literal:
+        if value not in args:
+            raise BadInput(f"{source} {key}={value!r} is not one of {', '.join(map(str, args))}.")
+        return value
+    if origin in (list, tuple, Sequence):
+        if not isinstance(value, (list, tuple)):
+            value = [value]
+        inner = args[0] if args else Any
+        items = [_coerce(v, inner, key, source) for v in value]
+        return tuple(items) if origin is tuple else items
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+        raise BadInput(f"{source} {key}={value!r} must be true or false.")
+    if annotation is int:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
+            raise BadInput(f"{source} {key}={value!r} must be an integer.")
+        return int(value)
+    if annotation is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise BadInput(f"{source} {key}={value!r} must be a number.")
+        return float(value)
+    if annotation is str:
+        return str(value)
+    if dataclasses.is_dataclass(annotation):
+        if not isinstance(value, Mapping):
+            raise BadInput(f"{source} {key} must be a mapping.")
+        return build_config(annotation, [(source, dict(value))], prefix=f"{key}.")
+    return value
+
+
+def build_config(cls: type[T], layers: Sequence[tuple[str, Mapping[str, Any]]], prefix: str = "") -> T:
+    """Instantiate dataclass `cls` from its defaults plus override layers, in order.
+
+    Each layer is (source description for messages, mapping). Dotted keys ('a.b') address
+    nested dataclass fields.
+    """
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    values: dict[str, Any] = {}
+    nested: dict[str, list[tuple[str, dict]]] = {}
+    for source, mapping in layers:
+        for raw_key, value in mapping.items():
+            key = str(raw_key).replace("-", "_")
+            head, _, rest = key.partition(".")
+            if head not in fields:
+                valid = ", ".join(sorted(prefix + name for name in fields))
+                raise BadInput(f"{source} has unknown key '{prefix}{raw_key}' (valid keys: {valid}).")
+            if rest or (dataclasses.is_dataclass(hints[head]) and isinstance(value, Mapping)):
+                sub = {rest: value} if rest else dict(value)
+                nested.setdefault(head, []).append((source, sub))
+            else:
+                values[head] = _coerce(value, hints[head], prefix + head, source)
+    for head, sub_layers in nested.items():
+        values[head] = build_config(hints[head], sub_layers, prefix=f"{prefix}{head}.")
+    return cls(**values)
+
+
+def resolve_config(cls: type[T], group: str, preset: str | None, sets: Sequence[str] = ()) -> T:
+    """Defaults <- preset <- --set, the order every command uses."""
+    layers: list[tuple[str, Mapping[str, Any]]] = []
+    if preset:
+        layers.append((f"--preset {preset}", load_preset(group, preset)))
+    overrides = parse_sets(sets)
+    if overrides:
+        layers.append(("--set", overrides))
+    return build_config(cls, layers)
+
+
+def config_dict(config: Any) -> dict[str, Any]:
+    """A config dataclass as a plain dict (for YAML, JSON and content keys)."""
+    return dataclasses.asdict(config)

@@ -1,0 +1,375 @@
+"""Reading and writing self-describing HDF5 artifacts.
+
+Writes are atomic: everything goes to a temporary file in the destination folder, which is
+flushed, fsynced and renamed over the final name only when the writer exits cleanly. A crash
+or an exception therefore never leaves a half-written artifact under its real name.
+
+Every dataset carries a `checksum` attribute (BLAKE2b of its C-order bytes, hashed while it
+is written) so `ccli cache verify` can detect bit rot or a file modified behind our back.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+import secrets
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from ccli import __version__
+from ccli.errors import BadInput, CcliError
+from ccli.store.schema import KINDS, SCHEMA_VERSION
+
+# Rows per block when hashing or copying large datasets: bounded memory whatever N is.
+_BLOCK_BYTES = 64 * 2**20
+
+
+def content_key(kind: str, config: Mapping[str, Any], inputs: Sequence[str] = ()) -> str:
+    """Content hash of what makes an artifact: its kind, the config and its inputs' keys.
+
+    The same command on the same inputs with the same config gets the same key, which is
+    what makes a re-run a cache hit.
+    """
+    payload = json.dumps(
+        {"kind": kind, "schema": SCHEMA_VERSION, "config": config, "inputs": list(inputs)},
+        sort_keys=True,
+        default=str,
+    )
+    return hashlib.sha256(payload.encode()).hexdigest()[:24]
+
+
+def _new_hasher():
+    return hashlib.blake2b(digest_size=16)
+
+
+def _hash_dataset(dset) -> str:
+    """Checksum of a stored dataset, read in row blocks so memory stays bounded."""
+    h = _new_hasher()
+    if dset.shape == () or dset.size == 0:
+        h.update(np.ascontiguousarray(dset[()]).tobytes())
+        return "blake2b:" + h.hexdigest()
+    row_bytes = max(1, int(np.prod(dset.shape[1:], dtype=np.int64)) * dset.dtype.itemsize)
+    step = max(1, _BLOCK_BYTES // row_bytes)
+    for start in range(0, dset.shape[0], step):
+        h.update(np.ascontiguousarray(dset[start : start + step]).tobytes())
+    return "blake2b:" + h.hexdigest()
+
+
+def _default_compression(dtype: np.dtype) -> dict[str, Any]:
+    # Integer arrays (labels, neighbour indices, CSR structure) shrink several-fold with a
+    # cheap gzip+shuffle; float features barely compress, so they are only chunked.
+    if np.issubdtype(dtype, np.integer):
+        return {"compression": "gzip", "compression_opts": 1, "shuffle": True}
+    return {}
+
+
+class ArtifactWriter:
+    """Context manager that builds one artifact in a temp file and renames it into place.
+
+    >>> with ArtifactWriter(path, "features", key, config, inputs) as w:
+    ...     w.write("labels", labels)
+    ...     w.create("features", (n, d), np.float16)
+    ...     for start, block in blocks:
+    ...         w.write_rows("features", start, block)
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        kind: str,
+        key: str,
+        config: Mapping[str, Any],
+        inputs: Sequence[str] = (),
+        attrs: Mapping[str, Any] | None = None,
+    ):
+        if kind not in KINDS:
+            raise ValueError(f"unknown artifact kind {kind!r}")
+        self.path = Path(path)
+        self.kind = kind
+        self.key = key
+        self.config = dict(config)
+        self.inputs = list(inputs)
+        self.attrs = dict(attrs or {})
+        self._tmp = self.path.parent / f".{self.path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
+        self._h5 = None
+        self._hashers: dict[str, Any] = {}
+        self._next_row: dict[str, int] = {}
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def __enter__(self) -> "ArtifactWriter":
+        import h5py
+
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._h5 = h5py.File(self._tmp, "w")
+        except OSError as exc:
+            raise CcliError(f"cannot write {self.path}: {exc.strerror or exc}") from exc
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        try:
+            if exc_type is None:
+                self._finish()
+                self._h5.flush()
+            self._h5.close()
+            if exc_type is None:
+                with open(self._tmp, "rb") as fh:
+                    os.fsync(fh.fileno())
+                os.replace(self._tmp, self.path)
+        finally:
+            if self._tmp.exists():
+                self._tmp.unlink()
+        return False
+
+    def _finish(self) -> None:
+        required, _ = KINDS[self.kind]
+        missing = [name for name in required if name not in self._h5]
+        if missing:
+            raise ValueError(f"{self.kind} artifact is missing datasets {missing}")
+        for name, hasher in self._hashers.items():
+            dset = self._h5[name]
+            if self._next_row.get(name, dset.shape[0] if dset.shape else 0) != (dset.shape[0] if dset.shape else 0):
+                raise ValueError(f"dataset {name} was not completely written")
+            dset.attrs["checksum"] = "blake2b:" + hasher.hexdigest()
+        root = self._h5.attrs
+        root["kind"] = self.kind
+        root["schema_version"] = SCHEMA_VERSION
+        root["ccli_version"] = __version__
+        root["key"] = self.key
+        root["inputs"] = json.dumps(self.inputs)
+        root["config"] = _yaml_dump(self.config)
+        root["created"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+        for name, value in self.attrs.items():
+            root[name] = value
+
+    # -- datasets --------------------------------------------------------------------------
+    def write(self, name: str, array, **h5_options) -> None:
+        """Store a whole array under `name` (a path like 'views/weak' creates the group)."""
+        array = np.ascontiguousarray(array)
+        options = {**_chunking(array.shape, array.dtype), **_default_compression(array.dtype), **h5_options}
+        if array.ndim == 0:
+            options = {}
+        dset = self._h5.create_dataset(name, data=array, **options)
+        h = _new_hasher()
+        h.update(array.tobytes())
+        dset.attrs["checksum"] = "blake2b:" + h.hexdigest()
+
+    def create(self, name: str, shape: tuple[int, ...], dtype, **h5_options):
+        """Create a dataset to be filled in order with `write_rows` (streaming writes)."""
+        dtype = np.dtype(dtype)
+        options = {**_chunking(shape, dtype), **_default_compression(dtype), **h5_options}
+        dset = self._h5.create_dataset(name, shape=shape, dtype=dtype, **options)
+        self._hashers[name] = _new_hasher()
+        self._next_row[name] = 0
+        return dset
+
+    def write_rows(self, name: str, start: int, block) -> None:
+        """Write rows [start, start+len(block)); rows must arrive in order (for the checksum)."""
+        if start != self._next_row[name]:
+            raise ValueError(f"rows of {name} must be written in order: expected {self._next_row[name]}, got {start}")
+        dset = self._h5[name]
+        block = np.ascontiguousarray(block, dtype=dset.dtype)
+        dset[start : start + len(block)] = block
+        self._hashers[name].update(block.tobytes())
+        self._next_row[name] = start + len(block)
+
+    def set_attrs(self, name: str, **attrs) -> None:
+        target = self._h5[name] if name in self._h5 else self._h5.require_group(name)
+        for key, value in attrs.items():
+            target.attrs[key] = value
+
+
+def _chunking(shape: tuple[int, ...], dtype: np.dtype) -> dict[str, Any]:
+    if len(shape) == 0 or shape[0] == 0:
+        return {}
+    row_bytes = max(1, int(np.prod(shape[1:], dtype=np.int64)) * np.dtype(dtype).itemsize)
+    rows = int(max(1, min(shape[0], (1 * 2**20) // row_bytes)))  # ~1 MiB chunks
+    return {"chunks": (rows, *shape[1:])}
+
+
+def _yaml_dump(config: Mapping[str, Any]) -> str:
+    import yaml
+
+    return yaml.safe_dump(_plain(config), sort_keys=True)
+
+
+def _plain(value):
+    """Config values as YAML-safe builtins (tuples -> lists, paths -> str, numpy -> python)."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(value)
+
+
+# ------------------------------------------------------------------------------------------
+# Reading
+# ------------------------------------------------------------------------------------------
+class Artifact:
+    """An opened artifact: validated root attributes plus the open h5py file."""
+
+    def __init__(self, path: Path, h5):
+        self.path = path
+        self.h5 = h5
+        attrs = h5.attrs
+        self.kind = _str(attrs["kind"])
+        self.schema_version = int(attrs["schema_version"])
+        self.key = _str(attrs.get("key", ""))
+        self.ccli_version = _str(attrs.get("ccli_version", ""))
+        self.created = _str(attrs.get("created", ""))
+        try:
+            self.inputs = list(json.loads(_str(attrs.get("inputs", "[]"))))
+        except json.JSONDecodeError:
+            self.inputs = []
+
+    @property
+    def config(self) -> dict:
+        import yaml
+
+        text = _str(self.h5.attrs.get("config", ""))
+        return yaml.safe_load(text) or {} if text else {}
+
+    def attr(self, name: str, default=None):
+        value = self.h5.attrs.get(name, default)
+        return _str(value) if isinstance(value, (bytes, np.bytes_)) else value
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.h5
+
+    def read(self, name: str, rows=slice(None)) -> np.ndarray:
+        """Read a dataset (or a row slice of it), turning a corrupt block into BadInput."""
+        if name not in self.h5:
+            raise BadInput(f"{self.path} has no dataset '{name}'.")
+        try:
+            return self.h5[name][rows]
+        except (OSError, RuntimeError) as exc:
+            raise BadInput(f"{self.path} is corrupt: dataset '{name}' cannot be read ({exc}).") from exc
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        return tuple(self.h5[name].shape)
+
+    def close(self) -> None:
+        self.h5.close()
+
+    def __enter__(self) -> "Artifact":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _str(value) -> str:
+    if isinstance(value, (bytes, np.bytes_)):
+        return value.decode()
+    return str(value)
+
+
+def open_artifact(path: str | os.PathLike, kind: str | Sequence[str] | None = None, *, what: str = "") -> Artifact:
+    """Open and validate an artifact, or raise BadInput with one sentence saying what is wrong.
+
+    `kind` restricts the accepted kinds; `what` names the option the path came from, for the
+    message (e.g. "--labels").
+    """
+    import h5py
+
+    path = Path(path)
+    label = f"{what} {path}".strip() if what else str(path)
+    if not path.exists():
+        raise BadInput(f"{label} does not exist.")
+    if path.is_dir():
+        raise BadInput(f"{label} is a directory, not an artifact file.")
+    if not os.access(path, os.R_OK):
+        raise BadInput(f"{label} is not readable (permission denied).")
+    if path.stat().st_size == 0:
+        raise BadInput(f"{label} is empty.")
+    try:
+        h5 = h5py.File(path, "r")
+    except OSError as exc:
+        raise BadInput(f"{label} is not a readable HDF5 file (truncated or corrupt).") from exc
+    try:
+        if "kind" not in h5.attrs or "schema_version" not in h5.attrs:
+            raise BadInput(f"{label} is an HDF5 file but not a ccli artifact (it has no 'kind' attribute).")
+        found = _str(h5.attrs["kind"])
+        version = int(h5.attrs["schema_version"])
+        if found not in KINDS:
+            raise BadInput(f"{label} has unknown kind '{found}'.")
+        if version > SCHEMA_VERSION:
+            raise BadInput(
+                f"{label} uses schema version {version}, newer than this ccli reads ({SCHEMA_VERSION}); upgrade ccli."
+            )
+        wanted = (kind,) if isinstance(kind, str) else tuple(kind or ())
+        if wanted and found not in wanted:
+            raise BadInput(f"{label} is a {found} artifact, but a {' or '.join(wanted)} artifact is needed here.")
+        required, _ = KINDS[found]
+        missing = [name for name in required if name not in h5]
+        if missing:
+            raise BadInput(f"{label} is a {found} artifact missing its '{missing[0]}' dataset (corrupt or incomplete).")
+        return Artifact(path, h5)
+    except BaseException:
+        h5.close()
+        raise
+
+
+def is_valid_artifact(path: Path, kind: str, key: str | None = None) -> bool:
+    """Cheap check used for cache hits: the file opens, has the kind, and (if given) the key."""
+    try:
+        with open_artifact(path, kind) as art:
+            return key is None or art.key == key
+    except BadInput:
+        return False
+
+
+# ------------------------------------------------------------------------------------------
+# Verification
+# ------------------------------------------------------------------------------------------
+def verify_artifact(path: Path) -> list[str]:
+    """Every problem found in an artifact (empty list = healthy): schema, shapes, checksums."""
+    from ccli.store.schema import ROW_ALIGNED
+
+    problems: list[str] = []
+    try:
+        art = open_artifact(path)
+    except BadInput as exc:
+        return [str(exc)]
+    with art:
+        lengths = {}
+        for name in ROW_ALIGNED[art.kind]:
+            if name in art.h5:
+                lengths[name] = art.h5[name].shape[0]
+        if len(set(lengths.values())) > 1:
+            problems.append(f"row counts disagree: {lengths}")
+        for name in _all_datasets(art.h5):
+            dset = art.h5[name]
+            stored = _str(dset.attrs.get("checksum", ""))
+            if not stored:
+                problems.append(f"dataset '{name}' has no checksum")
+                continue
+            try:
+                actual = _hash_dataset(dset)
+            except (OSError, RuntimeError) as exc:
+                problems.append(f"dataset '{name}' cannot be read ({exc})")
+                continue
+            if actual != stored:
+                problems.append(f"dataset '{name}' checksum mismatch (stored {stored}, actual {actual})")
+        if art.kind == "graph" and "indptr" in art.h5:
+            indptr = art.h5["indptr"]
+            if indptr.shape[0] and int(indptr[-1]) != art.h5["indices"].shape[0]:
+                problems.append("graph indptr[-1] does not match the number of stored entries")
+    return problems
+
+
+def _all_datasets(h5) -> list[str]:
+    import h5py
+
+    names: list[str] = []
+    h5.visititems(lambda name, obj: names.append(name) if isinstance(obj, h5py.Dataset) else None)
+    return names
+
