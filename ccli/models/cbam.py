@@ -1,0 +1,167 @@
+"""CBAM (Woo et al., ECCV 2018) and the CBAM-ResNet-34 of DCACN (seed 003, dcacn.md §3).
+
+CBAM sits on the residual branch of every BasicBlock, after the second conv+BN and before the
+shortcut addition (CBAM-code; ambiguity A7): channel attention first, then spatial attention.
+The spatial gate is Woo et al.'s 7×7 conv over [mean_C; max_C], not the paper's Eq. 3, which
+is a copy of Eq. 1 with the wrong shapes (A6).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+
+
+class ChannelAttention(nn.Module):
+    """DCACN Eq. 1-2: M_c = σ(MLP(AvgPool(F)) + MLP(MaxPool(F))) with one MLP shared by both descriptors."""
+
+    def __init__(self, channels: int, reduction: int = 16):
+        super().__init__()
+        hidden = max(1, channels // reduction)
+        self.mlp = nn.Sequential(nn.Linear(channels, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.mlp(x.mean((2, 3))) + self.mlp(x.amax((2, 3))))[:, :, None, None]
+
+
+class SpatialAttention(nn.Module):
+    """DCACN Eq. 3-4 as corrected (§3.3): M_s = σ(BN(conv_k×k([mean_C(F'); max_C(F')]))) ∈ R^{1×H×W}."""
+
+    def __init__(self, kernel_size: int = 7, batch_norm: bool = True, bn_zero_init: bool = False):
+        super().__init__()
+        self.conv = nn.Conv2d(2, 1, kernel_size, padding=kernel_size // 2, bias=not batch_norm)
+        # CBAM-code keeps a BN (momentum 0.01) after the spatial conv; zero-initialising its
+        # weight starts every gate at a uniform 0.5, as the official ResNet does (optional).
+        self.bn = nn.BatchNorm2d(1, momentum=0.01) if batch_norm else nn.Identity()
+        if batch_norm and bn_zero_init:
+            nn.init.zeros_(self.bn.weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pooled = torch.cat([x.mean(1, keepdim=True), x.amax(1, keepdim=True)], dim=1)
+        return torch.sigmoid(self.bn(self.conv(pooled)))
+
+
+class CBAM(nn.Module):
+    """Channel then spatial attention, applied in sequence: F'' = M_s(F') ⊗ F', F' = M_c(F) ⊗ F."""
+
+    def __init__(self, channels: int, reduction: int = 16, kernel_size: int = 7, spatial_bn: bool = True,
+                 spatial_bn_zero_init: bool = False):
+        super().__init__()
+        self.channel = ChannelAttention(channels, reduction)
+        self.spatial = SpatialAttention(kernel_size, spatial_bn, spatial_bn_zero_init)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.channel(x) * x
+        return self.spatial(x) * x
+
+
+class CBAMBasicBlock(nn.Module):
+    """ResNet BasicBlock with CBAM on the residual branch, after bn2 and before the addition."""
+
+    def __init__(self, in_planes: int, planes: int, stride: int = 1, attention: bool = True, **cbam_kwargs):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.relu = nn.ReLU(inplace=True)
+        self.cbam = CBAM(planes, **cbam_kwargs) if attention else nn.Identity()
+        self.shortcut = nn.Identity()
+        if stride != 1 or in_planes != planes:
+            self.shortcut = nn.Sequential(nn.Conv2d(in_planes, planes, 1, stride, bias=False), nn.BatchNorm2d(planes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.cbam(self.bn2(self.conv2(out)))
+        return self.relu(out + self.shortcut(x))
+
+
+class CBAMResNet(nn.Module):
+    """ResNet of BasicBlocks with CBAM in every block; forward returns the pooled feature z (fc removed).
+
+    stem='imagenet' is the 7×7/2 conv + 3×3/2 max-pool used at 224 px (CC, dcacn.md §3.1);
+    stem='cifar' is a 3×3/1 conv without pooling, the usual choice for 32 px and smaller inputs
+    (the spec's non-faithful fast profile, §6 compute note).
+    """
+
+    def __init__(self, depths: Sequence[int] = (3, 4, 6, 3), widths: Sequence[int] = (64, 128, 256, 512),
+                 in_channels: int = 3, stem: str = "imagenet", attention: bool = True, **cbam_kwargs):
+        super().__init__()
+        if stem == "imagenet":
+            self.stem = nn.Sequential(
+                nn.Conv2d(in_channels, widths[0], 7, 2, 3, bias=False), nn.BatchNorm2d(widths[0]),
+                nn.ReLU(inplace=True), nn.MaxPool2d(3, 2, 1),
+            )
+        elif stem == "cifar":
+            self.stem = nn.Sequential(
+                nn.Conv2d(in_channels, widths[0], 3, 1, 1, bias=False), nn.BatchNorm2d(widths[0]), nn.ReLU(inplace=True)
+            )
+        else:
+            raise ValueError(f"stem must be 'imagenet' or 'cifar', not {stem!r}")
+        layers, in_planes = [], widths[0]
+        for stage, (depth, width) in enumerate(zip(depths, widths)):
+            for i in range(depth):
+                stride = 2 if stage > 0 and i == 0 else 1
+                layers.append(CBAMBasicBlock(in_planes, width, stride, attention, **cbam_kwargs))
+                in_planes = width
+        self.blocks = nn.Sequential(*layers)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.out_dim = widths[-1]
+        _init_weights(self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.flatten(self.pool(self.blocks(self.stem(x))), 1)
+
+
+class CBAMSmallCNN(nn.Module):
+    """A small conv net for digits/MNIST-sized grayscale images with CBAM after every conv stage.
+
+    Sized so one epoch of sklearn's digits (1,797 8×8 images, several views) takes seconds on
+    two CPU cores; the CBAM placement mirrors the ResNet block (after conv+BN, before the
+    non-linearity that ends the stage).
+    """
+
+    def __init__(self, in_channels: int = 1, widths: Sequence[int] = (32, 64, 128), out_dim: int = 128,
+                 attention: bool = True, **cbam_kwargs):
+        super().__init__()
+        cbam_kwargs.setdefault("reduction", 8)  # 16 would leave 2 hidden units at 32 channels
+        stages, c_in = [], in_channels
+        for i, width in enumerate(widths):
+            stages += [nn.Conv2d(c_in, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width)]
+            if attention:
+                stages.append(CBAM(width, **cbam_kwargs))
+            stages.append(nn.ReLU(inplace=True))
+            if i < len(widths) - 1:
+                stages.append(nn.MaxPool2d(2, ceil_mode=True))
+            c_in = width
+        self.features = nn.Sequential(*stages)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Sequential(nn.Linear(widths[-1], out_dim), nn.BatchNorm1d(out_dim), nn.ReLU(inplace=True))
+        self.out_dim = out_dim
+        _init_weights(self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.flatten(self.pool(self.features(x)), 1))
+
+
+def _init_weights(module: nn.Module) -> None:
+    # CC-code / torchvision: Kaiming-normal (fan_out) convolutions, BN weight 1 bias 0. The
+    # spatial-gate BN keeps whatever SpatialAttention chose (zero-init is opt-in).
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(m, nn.BatchNorm2d) and m.num_features > 1:
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+
+def cbam_resnet34(in_channels: int = 3, stem: str = "imagenet", **cbam_kwargs) -> CBAMResNet:
+    """DCACN's encoder: ResNet-34 [3, 4, 6, 3] with one CBAM per BasicBlock (16 in all), 512-d output."""
+    return CBAMResNet((3, 4, 6, 3), (64, 128, 256, 512), in_channels, stem, **cbam_kwargs)
+
+
+def cbam_resnet18(in_channels: int = 3, stem: str = "cifar", **cbam_kwargs) -> CBAMResNet:
+    """A lighter CBAM-ResNet for the non-faithful fast profiles (ResNet-18 depths)."""
+    return CBAMResNet((2, 2, 2, 2), (64, 128, 256, 512), in_channels, stem, **cbam_kwargs)
