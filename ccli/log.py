@@ -28,6 +28,9 @@ def console():
         from rich.console import Console
 
         _console = Console(stderr=True, highlight=False)
+        if not _console.is_terminal:
+            # Redirected stderr (logs, CI): rich would assume 80 columns and cut tables.
+            _console.width = max(_console.width, 120)
     return _console
 
 

@@ -56,8 +56,6 @@ def build_app() -> typer.Typer:
 
 def run(argv: list[str] | None = None) -> None:
     """Console-script entry: run the CLI and exit with 0, 1 (runtime failure) or 2 (bad input)."""
-    import click
-
     from ccli import log
 
     args = list(sys.argv[1:] if argv is None else argv)
@@ -67,14 +65,6 @@ def run(argv: list[str] | None = None) -> None:
     try:
         result = build_app()(args=args, prog_name="ccli", standalone_mode=False)
         code = result if isinstance(result, int) else 0
-    except click.exceptions.Exit as exc:
-        code = exc.exit_code
-    except click.ClickException as exc:
-        exc.show()
-        code = exc.exit_code
-    except (click.exceptions.Abort, KeyboardInterrupt):
-        log.error("interrupted.")
-        code = 130
     except CcliError as exc:
         if debug:
             traceback.print_exc()
@@ -85,7 +75,21 @@ def run(argv: list[str] | None = None) -> None:
             traceback.print_exc()
         log.error(f"out of memory ({exc}).")
         code = 1
+    except KeyboardInterrupt:
+        log.error("interrupted.")
+        code = 130
     except Exception as exc:  # noqa: BLE001 - the last line of defence against tracebacks
+        # Typer ships its own copy of Click in recent versions, so its exceptions are
+        # recognised by shape rather than by class: usage errors can show() themselves,
+        # Exit/Abort carry an exit code or are named so.
+        if hasattr(exc, "show") and hasattr(exc, "exit_code"):
+            exc.show()
+            sys.exit(exc.exit_code)
+        if type(exc).__name__ == "Exit" and hasattr(exc, "exit_code"):
+            sys.exit(exc.exit_code)
+        if type(exc).__name__ == "Abort":
+            log.error("aborted.")
+            sys.exit(130)
         if debug:
             traceback.print_exc()
         log.error(f"unexpected {type(exc).__name__}: {exc} (rerun with --debug for the traceback).")

@@ -68,12 +68,26 @@ def get_or_compute(path: Path, kind: str, key: str, build: Callable[[Path], None
     key's lock, so concurrent callers compute it once.
     """
     if not force and is_valid_artifact(path, kind, key):
+        mark_used(path)
         return True
     with key_lock(path):
         if not force and is_valid_artifact(path, kind, key):
+            mark_used(path)
             return True  # another process finished it while we waited for the lock
         build(path)
     return False
+
+
+def mark_used(path: Path) -> None:
+    """Record a use in the file's mtime, which `gc` reads as "last used".
+
+    atime would be the natural field, but reading the file to list or verify it updates
+    atime too (relatime), so only deliberate uses move mtime.
+    """
+    try:
+        os.utime(path)
+    except OSError:
+        pass  # a read-only cache still serves hits
 
 
 @dataclass
@@ -109,14 +123,48 @@ def list_entries(root: Path, kind: str | None = None) -> list[CacheEntry]:
     return entries
 
 
-def stale_temporaries(root: Path, older_than_s: float = 3600.0) -> list[Path]:
-    """Temp files left by killed writers (atomic writes never rename them into place)."""
+def plan_gc(
+    root: Path,
+    *,
+    kind: str | None = None,
+    older_than_days: float | None = None,
+    max_bytes: int | None = None,
+    temp_grace_s: float = 3600.0,
+) -> list[tuple[Path, str]]:
+    """What `ccli cache gc` removes, with the reason for each file.
+
+    Always: temp files of killed writers (older than an hour, so a live writer is never
+    disturbed) and damaged artifacts (they would only be recomputed anyway). Optionally:
+    artifacts unused for `older_than_days`, then the least recently used ones until the
+    cache fits in `max_bytes`.
+    """
     now = time.time()
-    found = []
-    for path in Path(root).glob("*/.*.tmp-*"):
-        if now - path.stat().st_mtime > older_than_s:
-            found.append(path)
-    return found
+    doomed: list[tuple[Path, str]] = []
+    folders = [Path(root) / k for k in ([kind] if kind else KINDS)]
+    for folder in folders:
+        for path in folder.glob(".*.tmp-*"):
+            if now - path.stat().st_mtime > temp_grace_s:
+                doomed.append((path, "unfinished write"))
+    entries = list_entries(root, kind)
+    keep = []
+    for entry in entries:
+        if not entry.ok:
+            doomed.append((entry.path, "damaged"))
+            continue
+        last_use = entry.path.stat().st_mtime
+        if older_than_days is not None and now - last_use > older_than_days * 86400:
+            doomed.append((entry.path, f"unused for {(now - last_use) / 86400:.1f} days"))
+            continue
+        keep.append((last_use, entry))
+    if max_bytes is not None:
+        keep.sort(key=lambda item: item[0])  # least recently used first
+        total = sum(e.size for _, e in keep)
+        for _, entry in keep:
+            if total <= max_bytes:
+                break
+            doomed.append((entry.path, "over --max-size"))
+            total -= entry.size
+    return doomed
 
 
 def find_entry(root: Path, ref: str) -> Path:

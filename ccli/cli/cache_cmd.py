@@ -1,0 +1,182 @@
+"""`ccli cache ls|info|verify|gc`: look after the artifact store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, List, Optional
+
+import typer
+
+from ccli.cli.common import CacheDirOpt, JsonOpt, QuietOpt, emit_json, setup
+
+KindOpt = Annotated[Optional[str], typer.Option("--kind", help="features, neighbors, graph or predictions.")]
+
+
+def register(app: typer.Typer) -> None:
+    cache_app = typer.Typer(
+        help="List, inspect, verify and clean the artifact cache.",
+        no_args_is_help=True,
+        context_settings={"help_option_names": ["-h", "--help"]},
+    )
+    cache_app.command("ls", help="List cached artifacts, newest first. Example: ccli cache ls --kind features")(ls)
+    cache_app.command("info", help="Show one artifact's attributes and datasets (a path or a key prefix).")(info)
+    cache_app.command("verify", help="Check schemas, shapes and checksums; exit 1 if any artifact is damaged.")(verify)
+    cache_app.command("gc", help="Remove leftovers, damaged artifacts and (optionally) old or excess ones.")(gc)
+    app.add_typer(cache_app, name="cache")
+
+
+def _check_kind(kind: str | None) -> None:
+    from ccli.errors import BadInput
+    from ccli.store.schema import KINDS
+
+    if kind is not None and kind not in KINDS:
+        raise BadInput(f"--kind {kind} is not an artifact kind (valid: {', '.join(KINDS)}).")
+
+
+def _human(size: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return str(size)
+
+
+def ls(kind: KindOpt = None, cache_dir: CacheDirOpt = None, json_out: JsonOpt = False, quiet: QuietOpt = False) -> None:
+    setup(quiet)
+    from rich.table import Table
+
+    from ccli import log
+    from ccli.store.cache import cache_root, list_entries
+
+    _check_kind(kind)
+    root = cache_root(cache_dir)
+    entries = list_entries(root, kind)
+    if json_out:
+        emit_json(
+            [
+                {"path": str(e.path), "kind": e.kind, "key": e.key, "bytes": e.size, "created": e.created,
+                 "shape": e.shape, "ok": e.ok, "problem": e.problem}
+                for e in entries
+            ]
+        )
+        return
+    table = Table(title=f"{root}  ({len(entries)} artifacts, {_human(sum(e.size for e in entries))})", title_justify="left")
+    for column in ("kind", "key", "shape", "size", "created", "status"):
+        table.add_column(column)
+    for e in entries:
+        table.add_row(e.kind, e.key[:12], e.shape, _human(e.size), e.created, "ok" if e.ok else "damaged")
+    log.console().print(table)
+
+
+def info(
+    ref: Annotated[str, typer.Argument(help="Artifact path, or a key (prefix) in the cache.")],
+    cache_dir: CacheDirOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    setup()
+    import h5py
+
+    from ccli import log
+    from ccli.store import open_artifact
+    from ccli.store.cache import cache_root, find_entry
+
+    path = find_entry(cache_root(cache_dir), ref)
+    with open_artifact(path) as art:
+        attrs = {k: art.attr(k) for k in art.h5.attrs.keys()}
+        attrs = {k: (v.item() if hasattr(v, "item") else v) for k, v in attrs.items()}
+        datasets = {}
+
+        def visit(name, obj):
+            if isinstance(obj, h5py.Dataset):
+                datasets[name] = {"shape": list(obj.shape), "dtype": str(obj.dtype),
+                                  "compression": obj.compression}
+
+        art.h5.visititems(visit)
+    if json_out:
+        emit_json({"path": str(path), "attrs": attrs, "datasets": datasets})
+        return
+    out = log.console()
+    out.print(f"[bold]{path}[/bold]")
+    for key, value in attrs.items():
+        if key == "config":
+            out.print("config:")
+            for line in str(value).rstrip().splitlines():
+                out.print(f"    {line}", markup=False)
+        else:
+            out.print(f"{key}: {value}", markup=False)
+    out.print("datasets:")
+    for name, meta in datasets.items():
+        shape = "×".join(map(str, meta["shape"])) or "scalar"
+        out.print(f"    {name}  {shape}  {meta['dtype']}" + (f"  {meta['compression']}" if meta["compression"] else ""))
+
+
+def verify(
+    refs: Annotated[Optional[List[str]], typer.Argument(help="Paths or keys; default: the whole cache.")] = None,
+    cache_dir: CacheDirOpt = None,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    setup(quiet)
+    from ccli import log
+    from ccli.store import verify_artifact
+    from ccli.store.cache import cache_root, find_entry, list_entries
+
+    root = cache_root(cache_dir)
+    paths = [find_entry(root, r) for r in refs] if refs else [e.path for e in list_entries(root)]
+    report = {str(p): verify_artifact(Path(p)) for p in paths}
+    damaged = {p: probs for p, probs in report.items() if probs}
+    if json_out:
+        emit_json({"checked": len(report), "damaged": damaged})
+    else:
+        for path, problems in damaged.items():
+            log.error(f"{path}: {'; '.join(problems)}")
+        log.info(f"{len(report)} artifact(s) checked, {len(damaged)} damaged.")
+    if damaged:
+        raise typer.Exit(1)
+
+
+def gc(
+    older_than: Annotated[
+        Optional[float], typer.Option("--older-than", help="Also remove artifacts not used for this many days.")
+    ] = None,
+    max_size: Annotated[
+        Optional[str], typer.Option("--max-size", help="Evict least recently used artifacts until the cache is below this size (e.g. 20G, 500M).")
+    ] = None,
+    kind: KindOpt = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only list what would be removed.")] = False,
+    cache_dir: CacheDirOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    setup(quiet)
+    from ccli import log
+    from ccli.store.cache import cache_root, plan_gc
+
+    _check_kind(kind)
+    limit = _parse_size(max_size) if max_size else None
+    if older_than is not None and older_than < 0:
+        from ccli.errors import BadInput
+
+        raise BadInput(f"--older-than {older_than} must be a non-negative number of days.")
+    root = cache_root(cache_dir)
+    doomed = plan_gc(root, kind=kind, older_than_days=older_than, max_bytes=limit)
+    freed = 0
+    for path, reason in doomed:
+        size = path.stat().st_size if path.exists() else 0
+        if not dry_run:
+            path.unlink(missing_ok=True)
+        freed += size
+        log.info(f"{'would remove' if dry_run else 'removed'} {path} ({reason}, {_human(size)})")
+        typer.echo(str(path))
+    log.info(f"{'would free' if dry_run else 'freed'} {_human(freed)} in {len(doomed)} file(s).")
+
+
+def _parse_size(text: str) -> int:
+    import re
+
+    from ccli.errors import BadInput
+
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:I?B)?\s*", text.upper())
+    if not match:
+        raise BadInput(f"--max-size {text} is not a size such as 500M or 20G.")
+    scale = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}[match.group(2)]
+    return int(float(match.group(1)) * scale)
