@@ -13,9 +13,14 @@ import math
 import torch
 
 
+def at_least_float32(x: torch.Tensor) -> torch.Tensor:
+    """Half-precision inputs (autocast) are promoted; float64 stays float64 (exact tests)."""
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+
+
 def entropy_regulariser(p: torch.Tensor) -> torch.Tensor:
     """CC Eq. 5 (as CC's code writes it, dcacn.md §5.4): R(P) = log K - H(π), π_k = Σ_i P_ik / Σ_ik P_ik; 0 when clusters are balanced."""
-    p = p.float()
+    p = at_least_float32(p)
     marginal = p.sum(0) / p.sum()
     # The clamp only guards log(0) for an empty column; its contribution π log π is 0 anyway.
     return math.log(p.shape[1]) + (marginal * torch.log(marginal.clamp_min(1e-12))).sum()

@@ -16,13 +16,13 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
-from ccli.losses.cluster import entropy_regulariser
+from ccli.losses.cluster import at_least_float32, entropy_regulariser
 
 
 def decoupled_contrastive_loss(a: torch.Tensor, b: torch.Tensor, tau: float) -> torch.Tensor:
     """DCACN Eq. 6 (DCL form, dcacn.md §5.2): mean over rows and both directions of -sim(a_i,b_i)/τ + log Σ_{j≠i} e^{sim/τ}."""
-    a = F.normalize(a.float(), dim=1)
-    b = F.normalize(b.float(), dim=1)
+    a = F.normalize(at_least_float32(a), dim=1)
+    b = F.normalize(at_least_float32(b), dim=1)
     n = a.shape[0]
     if n < 2:
         raise ValueError("the decoupled loss needs at least 2 rows (a row's negatives are the other rows)")
@@ -55,20 +55,8 @@ def decoupled_cluster_loss(
     return loss
 
 
-def multi_crop_pairs(n_global: int, n_local: int, local_pairs: bool = True) -> list[tuple[int, int]]:
-    """View pairs that enter the loss (dcacn.md §5.5, A3): global-global plus every global-local, never local-local.
-
-    Views 0..n_global-1 are the global crops, the rest local. SwAV/DINO compare small crops
-    only with large ones because two 5%-area crops of one image often share no content.
-    """
-    pairs = [(g1, g2) for g1 in range(n_global) for g2 in range(g1 + 1, n_global)]
-    if local_pairs:
-        pairs += [(g, n_global + l) for g in range(n_global) for l in range(n_local)]
-    return pairs
-
-
 def mean_over_pairs(loss_fn, views: Sequence[torch.Tensor], pairs: Sequence[tuple[int, int]]) -> torch.Tensor:
-    """Equal-weight mean of a two-view loss over view pairs, so the scale does not depend on the crop count (§5.5)."""
+    """Equal-weight mean of a two-view loss over view pairs (ccli.losses.nt_xent.multicrop_pairs), so the scale does not depend on the crop count (§5.5)."""
     if not pairs:
         raise ValueError("at least one view pair is needed")
     return torch.stack([loss_fn(views[i], views[j]) for i, j in pairs]).mean()

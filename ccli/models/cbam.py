@@ -116,34 +116,36 @@ class CBAMResNet(nn.Module):
 
 
 class CBAMSmallCNN(nn.Module):
-    """A small conv net for digits/MNIST-sized grayscale images with CBAM after every conv stage.
+    """The digits/MNIST SmallCNN (ccli.models.small_cnn) with a CBAM after every conv+BN.
 
-    Sized so one epoch of sklearn's digits (1,797 8×8 images, several views) takes seconds on
-    two CPU cores; the CBAM placement mirrors the ResNet block (after conv+BN, before the
-    non-linearity that ends the stage).
+    Same stages, widths and pooling rule as SmallCNN, so the two differ only by attention and
+    a `cc` vs `dcacn` comparison on digits isolates what CBAM adds. CBAM sits after BN and
+    before the ReLU that ends the stage, mirroring its place in the ResNet block (after bn2,
+    before the addition and ReLU).
     """
 
-    def __init__(self, in_channels: int = 1, widths: Sequence[int] = (32, 64, 128), out_dim: int = 128,
+    def __init__(self, in_channels: int = 1, image_size: int = 8, widths: Sequence[int] = (32, 64, 128),
                  attention: bool = True, **cbam_kwargs):
         super().__init__()
-        cbam_kwargs.setdefault("reduction", 8)  # 16 would leave 2 hidden units at 32 channels
-        stages, c_in = [], in_channels
-        for i, width in enumerate(widths):
-            stages += [nn.Conv2d(c_in, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width)]
+        # r = 16 would leave 2 hidden units at 32 channels; 8 keeps at least 4 (PROPOSED).
+        cbam_kwargs.setdefault("reduction", 8)
+        layers: list[nn.Module] = []
+        c_in = in_channels
+        for stage, width in enumerate(widths):
+            layers += [nn.Conv2d(c_in, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width)]
             if attention:
-                stages.append(CBAM(width, **cbam_kwargs))
-            stages.append(nn.ReLU(inplace=True))
-            if i < len(widths) - 1:
-                stages.append(nn.MaxPool2d(2, ceil_mode=True))
+                layers.append(CBAM(width, **cbam_kwargs))
+            layers.append(nn.ReLU(inplace=True))
+            if stage < len(widths) - 1 and (stage > 0 or image_size >= 16):
+                layers.append(nn.MaxPool2d(2, ceil_mode=True))
             c_in = width
-        self.features = nn.Sequential(*stages)
+        self.features = nn.Sequential(*layers)
         self.pool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Sequential(nn.Linear(widths[-1], out_dim), nn.BatchNorm1d(out_dim), nn.ReLU(inplace=True))
-        self.out_dim = out_dim
+        self.out_dim = int(widths[-1])
         _init_weights(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(torch.flatten(self.pool(self.features(x)), 1))
+        return torch.flatten(self.pool(self.features(x)), 1)
 
 
 def _init_weights(module: nn.Module) -> None:

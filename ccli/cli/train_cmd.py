@@ -1,0 +1,124 @@
+"""`ccli train --method NAME`: run a clustering method and write its run folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ccli.cli.common import (
+    CacheDirOpt,
+    DeviceOpt,
+    ForceOpt,
+    JsonOpt,
+    PresetOpt,
+    QuietOpt,
+    SetOpt,
+    SplitOpt,
+    VerboseOpt,
+    emit_json,
+    emit_path,
+    setup,
+)
+
+PathOpt = lambda flag, what: Annotated[Optional[Path], typer.Option(flag, help=what)]  # noqa: E731
+
+
+def register(app: typer.Typer) -> None:
+    app.command(
+        "train",
+        help=(
+            "Train a clustering method and write a run folder (config.yaml, checkpoints, metrics.jsonl, "
+            "predictions.h5, scores.json). Prints the predictions path, so "
+            "`ccli eval \"$(ccli train --method cc --data digits --preset digits)\"` works. "
+            "`ccli train --list` shows the methods and the inputs each needs."
+        ),
+    )(train_command)
+
+
+def train_command(
+    method: Annotated[Optional[str], typer.Option("--method", "-m", help="Method name (see --list).")] = None,
+    list_methods: Annotated[bool, typer.Option("--list", help="List the methods and what each needs.")] = False,
+    data: Annotated[Optional[str], typer.Option("--data", help="Dataset spec, e.g. digits, fashion-mnist:DIR.")] = None,
+    split: SplitOpt = "all",
+    checkpoint: PathOpt("--checkpoint", "Checkpoint to start the backbone from (ccli pretrain).") = None,
+    features: PathOpt("--features", "Features artifact (ccli embed).") = None,
+    neighbors: PathOpt("--neighbors", "Neighbours artifact (ccli neighbors).") = None,
+    graph: PathOpt("--graph", "Graph artifact (ccli graph).") = None,
+    num_clusters: Annotated[
+        Optional[int], typer.Option("--k", "--num-clusters", help="Number of clusters [default: the dataset's classes].")
+    ] = None,
+    preset: PresetOpt = None,
+    sets: SetOpt = None,
+    device: DeviceOpt = "auto",
+    seed: Annotated[Optional[int], typer.Option("--seed", help="Random seed [default: the preset's].")] = None,
+    epochs: Annotated[Optional[int], typer.Option("--epochs", help="Training epochs [default: the preset's].")] = None,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Batch size [default: the preset's].")] = None,
+    out: Annotated[Optional[Path], typer.Option("-o", "--out", help="Run folder [default: <cache>/runs/<method>-<key>].")] = None,
+    cache_dir: CacheDirOpt = None,
+    force: ForceOpt = False,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    setup(quiet, verbose)
+    from ccli import log
+    from ccli.errors import BadInput
+    from ccli.methods import registry
+
+    if list_methods:
+        rows = registry.listing()
+        if json_out:
+            emit_json(rows)
+        else:
+            _print_listing(rows)
+        return
+    if method is None:
+        raise BadInput(f"--method is required (valid: {', '.join(registry.method_names())}).")
+    info = registry.get(method)
+    inputs = registry.Inputs(data=data, split=split, checkpoint=checkpoint, features=features,
+                             neighbors=neighbors, graph=graph)
+    # Input kinds are checked before the method's module (and torch) is imported.
+    registry.check_inputs(info, inputs.given())
+    module = registry.load(info)
+    config = registry.resolve_method_config(
+        module, method, preset, sets or (),
+        {"--k": num_clusters, "--seed": seed, "--epochs": epochs, "--batch-size": batch_size},
+    )
+    result = registry.train(method, inputs, config, out=out, cache_dir=cache_dir, device=device, force=force)
+    if result.cached:
+        log.info(f"cached run {result.run_dir} (same inputs and config; --force retrains)")
+    if json_out:
+        emit_json({"run": str(result.run_dir), "predictions": str(result.predictions), "cached": result.cached,
+                   "scores": result.scores})
+    else:
+        emit_path(result.predictions)
+    if result.scores is not None and not quiet:
+        _print_scores(method, result.scores)
+
+
+def _print_listing(rows: list[dict]) -> None:
+    from rich.table import Table
+
+    from ccli import log
+
+    table = Table(title="ccli train methods", title_justify="left")
+    for name in ("method", "needs", "options", "what it does"):
+        table.add_column(name)
+    for row in rows:
+        table.add_row(row["name"], row["needs"], " ".join(row["options"]), row["summary"])
+    log.console().print(table)
+
+
+def _print_scores(method: str, scores: dict) -> None:
+    from rich.table import Table
+
+    from ccli import log
+
+    table = Table(title=f"{method}: final scores", title_justify="left")
+    for name in ("N", "clusters", "ACC", "NMI", "ARI", "P", "R", "F"):
+        table.add_column(name, justify="right")
+    table.add_row(f"{scores['n']:,}", str(scores["n_clusters"]),
+                  *(f"{scores[k]:.4f}" for k in ("acc", "nmi", "ari", "precision", "recall", "f1")))
+    log.console().print(table)
