@@ -81,9 +81,9 @@ class CBAMBasicBlock(nn.Module):
 class CBAMResNet(nn.Module):
     """ResNet of BasicBlocks with CBAM in every block; forward returns the pooled feature z (fc removed).
 
-    stem='imagenet' is the 7×7/2 conv + 3×3/2 max-pool used at 224 px (CC, dcacn.md §3.1);
-    stem='cifar' is a 3×3/1 conv without pooling, the usual choice for 32 px and smaller inputs
-    (the spec's non-faithful fast profile, §6 compute note).
+    Stems follow ccli.models.resnet: 'imagenet' is the 7×7/2 conv + 3×3/2 max-pool used at
+    224 px (CC, dcacn.md §3.1); 'cifar' a 3×3/1 conv without pooling (32 px, the spec's
+    non-faithful fast profile, §6); 'stl' the same conv followed by a 2×2/2 max-pool (96 px).
     """
 
     def __init__(self, depths: Sequence[int] = (3, 4, 6, 3), widths: Sequence[int] = (64, 128, 256, 512),
@@ -94,12 +94,13 @@ class CBAMResNet(nn.Module):
                 nn.Conv2d(in_channels, widths[0], 7, 2, 3, bias=False), nn.BatchNorm2d(widths[0]),
                 nn.ReLU(inplace=True), nn.MaxPool2d(3, 2, 1),
             )
-        elif stem == "cifar":
+        elif stem in ("cifar", "stl"):
             self.stem = nn.Sequential(
-                nn.Conv2d(in_channels, widths[0], 3, 1, 1, bias=False), nn.BatchNorm2d(widths[0]), nn.ReLU(inplace=True)
+                nn.Conv2d(in_channels, widths[0], 3, 1, 1, bias=False), nn.BatchNorm2d(widths[0]), nn.ReLU(inplace=True),
+                *([nn.MaxPool2d(2, 2, 1)] if stem == "stl" else []),
             )
         else:
-            raise ValueError(f"stem must be 'imagenet' or 'cifar', not {stem!r}")
+            raise ValueError(f"stem must be 'imagenet', 'stl' or 'cifar', not {stem!r}")
         layers, in_planes = [], widths[0]
         for stage, (depth, width) in enumerate(zip(depths, widths)):
             for i in range(depth):
@@ -167,3 +168,23 @@ def cbam_resnet34(in_channels: int = 3, stem: str = "imagenet", **cbam_kwargs) -
 def cbam_resnet18(in_channels: int = 3, stem: str = "cifar", **cbam_kwargs) -> CBAMResNet:
     """A lighter CBAM-ResNet for the non-faithful fast profiles (ResNet-18 depths)."""
     return CBAMResNet((2, 2, 2, 2), (64, 128, 256, 512), in_channels, stem, **cbam_kwargs)
+
+
+def _register() -> None:
+    """Make the CBAM backbones buildable by name through ccli.models.build_backbone."""
+    from ccli.models import register_backbone
+    from ccli.models.resnet import STEM_SIZES, auto_stem
+
+    register_backbone("cbam_small_cnn", lambda c, size: CBAMSmallCNN(c, size), 8, 64,
+                      "small_cnn with CBAM after every conv+BN (digits, MNIST)")
+    lo = min(v[0] for v in STEM_SIZES.values())
+    hi = max(v[1] for v in STEM_SIZES.values())
+    for name, make in (("cbam_resnet34", cbam_resnet34), ("cbam_resnet18", cbam_resnet18)):
+        register_backbone(name, lambda c, size, make=make: make(c, auto_stem(size)), lo, hi,
+                          f"{name[5:]} with CBAM in every BasicBlock, stem chosen by image size")
+        for stem, (s_lo, s_hi) in STEM_SIZES.items():
+            register_backbone(f"{name}-{stem}", lambda c, size, make=make, stem=stem: make(c, stem), s_lo, s_hi,
+                              f"{name[5:]} with CBAM in every BasicBlock, {stem} stem")
+
+
+_register()
