@@ -150,6 +150,9 @@ def resolve_method_config(module: ModuleType, method: str, preset: str | None, s
         if value is None:
             continue
         key = OPTION_KEYS[option]
+        if option == "--k" and value < 2:
+            # In a config 0 means "the dataset's class count"; typed on the command line it is a mistake.
+            raise BadInput(f"--k {value} is too small: clustering needs at least 2 clusters.")
         if key not in fields:
             raise BadInput(f"{option} does not apply to method {method}.")
         layers.append((option, {key: value}))
