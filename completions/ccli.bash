@@ -4,14 +4,18 @@ _ccli() {
     local path="ccli" i
     for ((i = 1; i < COMP_CWORD; i++)); do
         case "$path ${COMP_WORDS[i]}" in
-            "ccli eval"|"ccli completions"|"ccli cache"|"ccli cache ls"|"ccli cache info"|"ccli cache verify"|"ccli cache gc") path="$path ${COMP_WORDS[i]}" ;;
+            "ccli train"|"ccli eval"|"ccli completions"|"ccli data"|"ccli data ls"|"ccli data info"|"ccli cache"|"ccli cache ls"|"ccli cache info"|"ccli cache verify"|"ccli cache gc") path="$path ${COMP_WORDS[i]}" ;;
         esac
     done
     local words="" value_options=""
     case "$path" in
-        "ccli") words="eval completions cache --version --debug -h --help"; value_options="" ;;
+        "ccli") words="train eval completions data cache --version --debug -h --help"; value_options="" ;;
+        "ccli train") words="--method -m --list --data --split --checkpoint --features --neighbors --graph --k --num-clusters --preset --set --device --seed --epochs --batch-size -o --out --cache-dir --force --json -q --quiet -v --verbose -h --help"; value_options="--method -m --data --split --checkpoint --features --neighbors --graph --k --num-clusters --preset --set --device --seed --epochs --batch-size -o --out --cache-dir" ;;
         "ccli eval") words="--labels -l --pairwise --json -q --quiet -v --verbose -h --help"; value_options="--labels -l" ;;
         "ccli completions") words="-h --help"; value_options="" ;;
+        "ccli data") words="ls info -h --help"; value_options="" ;;
+        "ccli data ls") words="--json -h --help"; value_options="" ;;
+        "ccli data info") words="--split --image-size --json -q --quiet -h --help"; value_options="--split --image-size" ;;
         "ccli cache") words="ls info verify gc -h --help"; value_options="" ;;
         "ccli cache ls") words="--kind --cache-dir --json -q --quiet -h --help"; value_options="--kind --cache-dir" ;;
         "ccli cache info") words="--cache-dir --json -h --help"; value_options="--cache-dir" ;;

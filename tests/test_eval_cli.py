@@ -205,3 +205,21 @@ def test_usage_errors_exit_2(cli):
     result = cli("eval")
     assert result.code == 2 and "Missing argument" in result.err
     assert cli("no-such-command").code == 2
+
+
+# -- ccli data: dataset specs at the command line -------------------------------------------------
+def test_data_info_digits_json(cli):
+    from sklearn.datasets import load_digits
+
+    result = cli("data", "info", "digits", "--json")
+    assert result.code == 0, result.err
+    info = json.loads(result.out)
+    target = load_digits().target
+    assert info["n"] == len(target) and info["image_shape"] == [8, 8, 1]
+    assert info["class_sizes"] == np.bincount(target).tolist()
+
+
+def test_data_bad_specs(cli, tmp_path):
+    assert_bad_input(cli("data", "info", "bogus:/x"), "bogus", "valid kinds")
+    assert_bad_input(cli("data", "info", f"cifar10:{tmp_path}"), "data_batch_1")
+    assert_bad_input(cli("data", "info", "digits", "--split", "test"), "digits")
