@@ -1,0 +1,105 @@
+"""Distributed data parallel under `torchrun`: NCCL on GPUs, gloo on CPU.
+
+`torchrun --nproc-per-node N -m ccli pretrain …` sets RANK, WORLD_SIZE and LOCAL_RANK; the
+engine then joins the process group, wraps the trainable module in DDP, gives each rank its
+slice of every global batch (`--batch-size` is the global batch), and lets only rank 0 write
+checkpoints, metrics and progress. Without those variables everything runs in one process.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class DistContext:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+
+def env_world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def init_distributed(device_spec: str = "auto"):
+    """Join the process group described by torchrun's environment; returns (DistContext, device)."""
+    import torch
+    import torch.distributed as dist
+
+    from ccli.engine.device import resolve_device
+
+    world = env_world_size()
+    if world <= 1:
+        return DistContext(), resolve_device(device_spec)
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", str(rank)))
+    wants_cuda = device_spec in ("auto", "cuda") or device_spec.startswith("cuda")
+    if wants_cuda and torch.cuda.is_available():
+        device = torch.device("cuda", local_rank % torch.cuda.device_count())
+        torch.cuda.set_device(device)
+        backend = "nccl"
+    else:
+        device = resolve_device("cpu" if device_spec == "auto" else device_spec)
+        backend = "gloo"
+    if not dist.is_initialized():
+        dist.init_process_group(backend=backend, rank=rank, world_size=world)
+    return DistContext(rank, world, local_rank), device
+
+
+def shutdown() -> None:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def barrier(ctx: DistContext) -> None:
+    if ctx.distributed:
+        import torch.distributed as dist
+
+        dist.barrier()
+
+
+def all_gather_cat(tensor, ctx: DistContext):
+    """Concatenate a tensor's rows from every rank (no gradient), rank order; identity in one process."""
+    if not ctx.distributed:
+        return tensor
+    import torch
+    import torch.distributed as dist
+
+    parts = [torch.empty_like(tensor) for _ in range(ctx.world_size)]
+    dist.all_gather(parts, tensor.contiguous())
+    return torch.cat(parts, dim=0)
+
+
+def all_reduce_mean(value: float, ctx: DistContext, device) -> float:
+    if not ctx.distributed:
+        return value
+    import torch
+    import torch.distributed as dist
+
+    t = torch.tensor([value], dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return float(t.item()) / ctx.world_size
+
+
+def broadcast_flag(flag: bool, ctx: DistContext, device) -> bool:
+    """True on every rank if it is true on any rank (used to stop all ranks on a NaN loss)."""
+    if not ctx.distributed:
+        return flag
+    import torch
+    import torch.distributed as dist
+
+    t = torch.tensor([1.0 if flag else 0.0], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item() > 0)

@@ -1,0 +1,281 @@
+"""The one training loop every method uses.
+
+A method hands the engine three things and gets a trained model and a run folder back:
+
+1. a `Task`: `model` (everything to checkpoint and move to the device: networks, EMA targets,
+   queues as buffers), `trainable` (the sub-module the optimiser updates; it is DDP-wrapped and
+   optionally compiled), `loss_step(net, batch, ctx) -> {"loss": tensor, other scalars}` which
+   must call `net` (the wrapped `trainable`) exactly once per step so DDP syncs gradients,
+   optional `after_step(ctx)` (runs after the optimiser step: EMA updates) and optional
+   `embed(images) -> features` (for the kNN monitor);
+2. a data path (`ccli.engine.datapath`), whose `batches(epoch)` yields {"views", "index", "labels"};
+3. an `EngineConfig` (optimiser, schedule, epochs, precision, seed, …) and a `RunFiles`.
+
+The engine then does: seeding, device placement, channels_last, bf16 autocast on GPU,
+`torch.compile`, DDP (under torchrun), the per-step LR schedule, NaN detection, an atomic
+checkpoint at the end of every epoch, exact `--resume`, one JSON line per epoch in
+metrics.jsonl, rich progress on stderr, and the kNN monitor when labels exist.
+
+Determinism: the global RNG is reseeded from (seed, epoch, rank) at the start of every epoch
+and the data paths derive their randomness from the same numbers, so resuming from the
+checkpoint of epoch e gives the same weights as an uninterrupted run (on CPU; cuDNN
+kernels on GPU are not bitwise deterministic).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Optional
+
+from ccli import log
+from ccli.errors import BadInput, CcliError
+
+# Config keys that change how fast or where a run happens, not what it computes; a resumed
+# run may change them freely.
+RUNTIME_KEYS = frozenset({"device", "compile", "workers", "knn_every", "knn_samples", "channels_last"})
+
+
+@dataclass
+class EngineConfig:
+    """What the loop needs to know. Method configs carry these fields under the same names."""
+
+    epochs: int = 100
+    batch_size: int = 256
+    optimizer: str = "sgd"  # sgd | adam | adamw | lars
+    lr: float = 0.05
+    weight_decay: float = 1e-4
+    momentum: float = 0.9
+    schedule: str = "cosine"  # cosine | constant
+    warmup_epochs: float = 0.0
+    final_lr: float = 0.0
+    grad_clip: float = 0.0  # max gradient norm; 0 disables clipping
+    precision: str = "auto"  # auto (bf16 on GPU) | bf16 | fp32
+    channels_last: bool = True  # only applied on CUDA, where it pays
+    compile: bool = False
+    seed: int = 0
+    device: str = "auto"
+    knn_every: int = 1  # epochs between kNN-monitor evaluations; 0 disables
+    knn_samples: int = 5000
+    knn_k: int = 20
+
+    @classmethod
+    def from_config(cls, config: Any, **overrides) -> "EngineConfig":
+        """Pick the engine's fields out of a method config (a dataclass or mapping) by name."""
+        source = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(config)
+        names = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in source.items() if k in names}
+        values.update(overrides)
+        return cls(**values)
+
+
+@dataclass
+class StepContext:
+    epoch: int  # 1-based
+    step: int  # global optimiser step, 0-based, counted across epochs
+    total_steps: int
+    steps_per_epoch: int
+    device: Any
+    dist: Any
+    lr: float = 0.0
+
+
+@dataclass
+class Task:
+    model: Any  # torch.nn.Module holding all state
+    trainable: Any  # the optimised sub-module (may be `model` itself)
+    loss_step: Callable[[Any, dict, StepContext], Mapping[str, Any]]
+    after_step: Optional[Callable[[StepContext], None]] = None
+    embed: Optional[Callable[[Any], Any]] = None
+    param_groups: Optional[list] = None  # optimiser param groups; default: trainable's parameters
+
+
+@dataclass
+class RunFiles:
+    """Where a run writes: the checkpoint, the metrics log and the effective config."""
+
+    checkpoint: Path
+    metrics: Path
+    config: Path
+
+    @classmethod
+    def for_output(cls, out: Path) -> "RunFiles":
+        """`out` ending in .pt is the checkpoint file (metrics/config beside it, named after its
+        stem); anything else is a run folder holding checkpoint.pt, metrics.jsonl, config.yaml."""
+        out = Path(out)
+        if out.suffix == ".pt":
+            stem = out.with_suffix("")
+            return cls(out, stem.parent / f"{stem.name}.metrics.jsonl", stem.parent / f"{stem.name}.config.yaml")
+        return cls(out / "checkpoint.pt", out / "metrics.jsonl", out / "config.yaml")
+
+
+@dataclass
+class FitResult:
+    checkpoint: Path
+    history: list = field(default_factory=list)
+    resumed_from: int = 0
+
+
+def config_differences(saved: Mapping[str, Any], current: Mapping[str, Any], ignore=RUNTIME_KEYS) -> list[str]:
+    """Keys whose values differ between two flat config dicts (ignoring runtime-only keys)."""
+    keys = (set(saved) | set(current)) - set(ignore)
+    return sorted(k for k in keys if _plain(saved.get(k)) != _plain(current.get(k)))
+
+
+def _plain(value):
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def _rng_seed(seed: int, epoch: int, rank: int) -> int:
+    from ccli.engine.datapath import mix_seed
+
+    return mix_seed(seed, epoch, rank, 11)
+
+
+def fit(task: Task, data, cfg: EngineConfig, files: RunFiles, *, config_record: Mapping[str, Any],
+        checkpoint_extra: Mapping[str, Any] | None = None, resume: bool = False, monitor=None, dist=None,
+        device=None) -> FitResult:
+    """Train `task` on `data` for cfg.epochs epochs, checkpointing after each; see the module doc."""
+    import torch
+
+    from ccli.engine import checkpoint as ckpt
+    from ccli.engine.ddp import DistContext, all_reduce_mean, broadcast_flag
+    from ccli.engine.device import autocast, autocast_dtype, resolve_device
+    from ccli.engine.optim import build_optimizer
+    from ccli.engine.progress import EpochProgress
+    from ccli.engine.schedule import lr_at, set_lr
+
+    dist = dist or DistContext()
+    device = device or resolve_device(cfg.device)
+    steps_per_epoch = len(data)
+    if steps_per_epoch == 0:
+        raise BadInput(f"--batch-size {cfg.batch_size} leaves no complete batch for this dataset.")
+    total_steps = cfg.epochs * steps_per_epoch
+    warmup_steps = int(round(cfg.warmup_epochs * steps_per_epoch))
+    amp_dtype = autocast_dtype(device, cfg.precision)
+
+    model = task.model.to(device)
+    if cfg.channels_last and device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    groups = task.param_groups if task.param_groups is not None else list(task.trainable.parameters())
+    optimizer = build_optimizer(cfg.optimizer, groups, cfg.lr, cfg.weight_decay, cfg.momentum)
+
+    start_epoch, step, history = 0, 0, []
+    if resume:
+        state = ckpt.load_checkpoint(files.checkpoint, "--resume checkpoint")
+        diff = config_differences(state.get("config", {}), config_record)
+        if diff:
+            shown = ", ".join(f"{k} ({state.get('config', {}).get(k)!r} → {config_record.get(k)!r})" for k in diff[:6])
+            raise BadInput(f"--resume {files.checkpoint} was made with a different config: {shown}.")
+        try:
+            task.model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+        except (KeyError, RuntimeError, ValueError) as exc:
+            raise BadInput(f"--resume {files.checkpoint} does not fit this model ({str(exc).splitlines()[0]}).") from exc
+        start_epoch, step, history = int(state["epoch"]), int(state["step"]), list(state.get("history", []))
+        if dist.is_main:
+            _rewrite_metrics(files.metrics, history)
+            log.info(f"resuming from epoch {start_epoch} of {cfg.epochs} ({files.checkpoint})")
+    elif dist.is_main:
+        files.metrics.parent.mkdir(parents=True, exist_ok=True)
+        files.metrics.write_text("")
+
+    net = task.trainable
+    if dist.distributed:
+        from torch.nn.parallel import DistributedDataParallel
+
+        net = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
+    if cfg.compile:
+        net = torch.compile(net)
+
+    def save(epoch: int, complete: bool) -> None:
+        payload = {
+            "epoch": epoch, "step": step, "complete": complete, "config": dict(config_record),
+            "model": task.model.state_dict(), "optimizer": optimizer.state_dict(), "history": history,
+            **dict(checkpoint_extra or {}),
+        }
+        ckpt.save_atomic(payload, files.checkpoint)
+
+    with EpochProgress(dist.is_main and log.verbosity() >= 1) as progress:
+        for epoch in range(start_epoch + 1, cfg.epochs + 1):
+            torch.manual_seed(_rng_seed(cfg.seed, epoch, dist.rank))
+            task.model.train()
+            progress.start(epoch, cfg.epochs, steps_per_epoch)
+            sums: dict[str, float] = {}
+            pending: dict[str, Any] = {}
+            count, images, t0 = 0, 0, time.perf_counter()
+            for batch in data.batches(epoch):
+                lr = lr_at(step, total_steps, cfg.lr, warmup_steps, cfg.final_lr, cfg.schedule)
+                set_lr(optimizer, lr)
+                ctx = StepContext(epoch, step, total_steps, steps_per_epoch, device, dist, lr)
+                with autocast(device, amp_dtype):
+                    out = task.loss_step(net, batch, ctx)
+                loss = out["loss"]
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if cfg.grad_clip > 0:
+                    torch.nn.utils.clip_grad_norm_(task.trainable.parameters(), cfg.grad_clip)
+                # A non-finite loss must not reach the weights (or the next checkpoint).
+                bad = not bool(torch.isfinite(loss.detach()))
+                if broadcast_flag(bad, dist, device):
+                    raise CcliError(_nan_message(epoch, step, files.checkpoint, start_epoch, history))
+                optimizer.step()
+                if task.after_step is not None:
+                    task.after_step(ctx)
+                for key, value in out.items():
+                    v = value.detach() if hasattr(value, "detach") else value
+                    pending[key] = pending.get(key, 0.0) + v
+                count += 1
+                images += len(batch["index"]) * dist.world_size
+                step += 1
+                progress.advance(float(loss.detach()) if device.type == "cpu" or count % 20 == 0 else None)
+            sums = {k: float(v) for k, v in pending.items()}
+            elapsed = time.perf_counter() - t0
+            record: dict[str, Any] = {"epoch": epoch, "step": step}
+            for key, total in sums.items():
+                record[key] = all_reduce_mean(total / max(1, count), dist, device)
+            record["lr"] = lr_at(step - 1, total_steps, cfg.lr, warmup_steps, cfg.final_lr, cfg.schedule)
+            record["images_per_s"] = images / elapsed if elapsed > 0 else None
+            record["epoch_time_s"] = elapsed
+            if (monitor is not None and task.embed is not None and cfg.knn_every > 0 and dist.is_main
+                    and (epoch % cfg.knn_every == 0 or epoch == cfg.epochs)):
+                task.model.eval()
+                record["knn_acc"] = monitor(task.embed, device, lambda: autocast(device, amp_dtype))
+                task.model.train()
+            if not all(math.isfinite(v) for v in record.values() if isinstance(v, float)):
+                raise CcliError(_nan_message(epoch, step, files.checkpoint, start_epoch, history))
+            history.append(record)
+            if dist.is_main:
+                with open(files.metrics, "a") as fh:
+                    fh.write(json.dumps(record) + "\n")
+                save(epoch, epoch == cfg.epochs)
+                knn = f"  knn {record['knn_acc']:.3f}" if "knn_acc" in record else ""
+                log.info(f"epoch {epoch}/{cfg.epochs}  loss {record['loss']:.4f}  lr {record['lr']:.3g}"
+                         f"  {record['images_per_s']:.0f} img/s{knn}")
+    if dist.is_main and start_epoch >= cfg.epochs:
+        save(cfg.epochs, True)
+    return FitResult(files.checkpoint, history, start_epoch)
+
+
+def _nan_message(epoch: int, step: int, checkpoint: Path, start_epoch: int, history: list) -> str:
+    last = history[-1]["epoch"] if history else start_epoch
+    kept = (f"the last good checkpoint (epoch {last}) is kept at {checkpoint}" if last
+            else "no checkpoint was written")
+    return (f"the training loss became NaN or infinite at epoch {epoch} (step {step + 1}); {kept}; "
+            "lower the learning rate (--set lr=…) or add warm-up (--set warmup_epochs=…).")
+
+
+def _rewrite_metrics(path: Path, history: list) -> None:
+    """On resume, metrics.jsonl holds exactly the epochs the checkpoint has seen."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as fh:
+        for record in history:
+            fh.write(json.dumps(record) + "\n")
