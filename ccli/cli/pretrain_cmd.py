@@ -1,0 +1,109 @@
+"""`ccli pretrain`: train a representation (SimCLR or the scan+ MoBY-style model) and write a checkpoint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from ccli.cli.common import (
+    CacheDirOpt,
+    ForceOpt,
+    JsonOpt,
+    PresetOpt,
+    QuietOpt,
+    SetOpt,
+    SplitOpt,
+    VerboseOpt,
+    emit_json,
+    emit_path,
+    setup,
+)
+
+
+def register(app: typer.Typer) -> None:
+    app.command(
+        "pretrain",
+        help=(
+            "Contrastive pretraining of a backbone: SimCLR (NT-Xent, optional multi-crop) or the scan+ "
+            "stage-1 model (MoBY-style online/target networks, key queues, symmetric InfoNCE).\n\n"
+            "Prints the checkpoint path. -o DIR writes DIR/checkpoint.pt, DIR/metrics.jsonl and "
+            "DIR/config.yaml; -o FILE.pt writes FILE.pt with FILE.metrics.jsonl and FILE.config.yaml "
+            "beside it; without -o the run goes to <cache>/runs/pretrain-<key>/ and a finished identical "
+            "run is a cache hit. --preset NAME reads presets/pretrain/<method>-NAME.yaml "
+            "(e.g. --preset digits). Example: ccli pretrain --data digits --preset digits"
+        ),
+    )(pretrain_command)
+
+
+def pretrain_command(
+    data: Annotated[str, typer.Option("--data", help="Dataset spec, e.g. digits, fashion-mnist:DIR, cifar10:DIR.")] = "digits",
+    split: SplitOpt = "all",
+    method: Annotated[Optional[str], typer.Option("--method", "-m", help="simclr or moby [default: simclr].")] = None,
+    backbone: Annotated[Optional[str], typer.Option("--backbone", help="small_cnn, resnet18/34/50[-cifar|-stl|-imagenet], cbam_… [default: the preset's].")] = None,
+    epochs: Annotated[Optional[int], typer.Option("--epochs", help="Training epochs [default: the preset's].")] = None,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Global batch size [default: the preset's].")] = None,
+    multi_crop: Annotated[Optional[int], typer.Option("--multi-crop", help="Local crops per image (simclr; 0 = two views).")] = None,
+    preset: PresetOpt = None,
+    sets: SetOpt = None,
+    device: Annotated[Optional[str], typer.Option("--device", help="auto, cpu, cuda or cuda:N [default: auto].")] = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", help="Random seed [default: the preset's].")] = None,
+    augment_on: Annotated[Optional[str], typer.Option("--augment-on", help="gpu: batched on the training device; cpu: per-sample in DataLoader workers.")] = None,
+    compile_model: Annotated[bool, typer.Option("--compile", help="torch.compile the trained network.")] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out (or the cached run) from its last checkpoint.")] = False,
+    out: Annotated[Optional[Path], typer.Option("-o", "--out", help="Run folder, or a .pt checkpoint path.")] = None,
+    cache_dir: CacheDirOpt = None,
+    force: ForceOpt = False,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    setup(quiet, verbose)
+    from ccli.methods.pretrain import pretrain
+
+    overrides: dict[str, Any] = {
+        "method": method, "backbone": backbone, "epochs": epochs, "batch_size": batch_size,
+        "multicrop_local": multi_crop, "device": device, "seed": seed, "augment_on": augment_on,
+        "compile": True if compile_model else None,
+    }
+    config = resolve_pretrain_config(preset, sets or (), overrides)
+    result = pretrain(config, data, split, out=out, cache_dir=cache_dir, resume=resume, force=force)
+    if json_out:
+        last = result.history[-1] if result.history else {}
+        emit_json({"checkpoint": str(result.checkpoint), "cached": result.cached, "last_epoch": last})
+    else:
+        emit_path(result.checkpoint)
+
+
+def resolve_pretrain_config(preset: Optional[str], sets, overrides: dict[str, Any]):
+    """Defaults ← preset ← --set ← explicit options; the preset file is chosen by the method."""
+    from ccli.config import build_config, load_preset, parse_sets, presets_root
+    from ccli.errors import BadInput
+    from ccli.methods.pretrain import PRESET_GROUP, PretrainConfig
+
+    parsed = parse_sets(sets)
+    layers: list[tuple[str, dict]] = []
+    if preset:
+        method = overrides.get("method") or parsed.get("method")
+        folder = presets_root() / PRESET_GROUP
+        candidates = [preset] if preset.endswith((".yaml", ".yml")) or Path(preset).is_file() else []
+        if not candidates:
+            methods = [method] if method else ["simclr"]
+            candidates = [f"{m}-{preset}" for m in methods if (folder / f"{m}-{preset}.yaml").is_file()]
+            if not candidates and (folder / f"{preset}.yaml").is_file():
+                candidates = [preset]
+        if not candidates:
+            names = sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []
+            wanted = method or "simclr"
+            mine = [n.split("-", 1)[1] for n in names if n.startswith(f"{wanted}-")]
+            raise BadInput(f"--preset {preset} is not a {wanted} pretraining preset "
+                           f"(available: {', '.join(mine) or 'none'}).")
+        data = load_preset(PRESET_GROUP, candidates[0])
+        layers.append((f"--preset {preset}", data))
+    if parsed:
+        layers.append(("--set", parsed))
+    explicit = {k: v for k, v in overrides.items() if v is not None}
+    if explicit:
+        layers.append(("option", explicit))
+    return build_config(PretrainConfig, layers)
