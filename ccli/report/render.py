@@ -1,0 +1,156 @@
+"""Write a report folder: report.md, report.html and the PNG plots they show."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import html
+import re
+from pathlib import Path
+
+import numpy as np
+
+from ccli.report.collect import SCORE_KEYS, RunSummary
+
+HEADERS = ("run", "method", "data", "K", "N", "ACC", "NMI", "ARI", "P", "R", "F", "epochs", "train time")
+
+
+def _safe_name(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name)
+
+
+def _fmt_seconds(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+
+
+def table_rows(runs: list[RunSummary]) -> list[list[str]]:
+    rows = []
+    for run in runs:
+        scores = [f"{run.scores[k]:.4f}" if run.scores else "—" for k in SCORE_KEYS]
+        rows.append([run.name, run.method, run.data, str(run.num_clusters), f"{run.n:,}", *scores,
+                     str(len(run.epochs)) if run.epochs else "—", _fmt_seconds(run.train_seconds)])
+    return rows
+
+
+def plot_training_curves(runs: list[RunSummary], path: Path) -> bool:
+    """Label-free loss per epoch for every run (and the kNN monitor where it was recorded)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curves = [r for r in runs if any("loss" in e for e in r.epochs)]
+    if not curves:
+        return False
+    with_knn = [r for r in curves if any("knn_acc" in e for e in r.epochs)]
+    fig, axes = plt.subplots(1, 2 if with_knn else 1, figsize=(11 if with_knn else 6, 4), squeeze=False)
+    for run in curves:
+        points = [(e["epoch"], e["loss"]) for e in run.epochs if "loss" in e]
+        axes[0, 0].plot(*zip(*points), marker=".", label=run.name)
+    from matplotlib.ticker import MaxNLocator
+
+    for ax in axes[0]:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes[0, 0].set(xlabel="epoch", ylabel="training loss", title="Training loss (label-free)")
+    axes[0, 0].legend(fontsize=8)
+    if with_knn:
+        for run in with_knn:
+            points = [(e["epoch"], e["knn_acc"]) for e in run.epochs if "knn_acc" in e]
+            axes[0, 1].plot(*zip(*points), marker=".", label=run.name)
+        axes[0, 1].set(xlabel="epoch", ylabel="kNN accuracy", title="kNN monitor (uses labels)")
+        axes[0, 1].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def plot_scores(runs: list[RunSummary], path: Path) -> bool:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    scored = [r for r in runs if r.scores]
+    if not scored:
+        return False
+    metrics = ("acc", "nmi", "ari")
+    width = 0.8 / len(scored)
+    fig, ax = plt.subplots(figsize=(max(5, 1.5 + 1.2 * len(scored)), 4))
+    x = np.arange(len(metrics))
+    for i, run in enumerate(scored):
+        values = [run.scores[m] for m in metrics]
+        bars = ax.bar(x + i * width - 0.4 + width / 2, values, width, label=run.name)
+        ax.bar_label(bars, fmt="%.3f", fontsize=7)
+    ax.set_xticks(x, [m.upper() for m in metrics])
+    ax.set(ylim=(0, 1.05), title="Clustering scores")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def plot_confusion(run: RunSummary, path: Path) -> bool:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if run.contingency is None:
+        return False
+    table = run.contingency.astype(float)
+    rows = table / np.maximum(table.sum(axis=1, keepdims=True), 1)
+    fig, ax = plt.subplots(figsize=(5, 4.2))
+    image = ax.imshow(rows, cmap="viridis", vmin=0, vmax=1, aspect="auto")
+    ax.set(xlabel="cluster (Hungarian order)", ylabel="class", title=f"{run.name}: share of each class")
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    fig.colorbar(image, ax=ax)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def write_report(runs: list[RunSummary], out_dir: Path, title: str) -> Path:
+    """Write report.md, report.html and PNGs into out_dir; return the markdown path."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    figures: list[tuple[str, str]] = []
+    if plot_scores(runs, out_dir / "scores.png"):
+        figures.append(("Scores", "scores.png"))
+    if plot_training_curves(runs, out_dir / "training.png"):
+        figures.append(("Training curves", "training.png"))
+    for run in runs:
+        name = f"confusion_{_safe_name(run.name)}.png"
+        if plot_confusion(run, out_dir / name):
+            figures.append((f"Confusion: {run.name}", name))
+
+    rows = table_rows(runs)
+    created = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    md = [f"# {title}", "", f"Generated by ccli on {created}.", "",
+          "| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
+    md += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
+    md += ["", "ACC: Hungarian-matched accuracy; P/R/F: size-weighted precision, recall and F of each "
+           "cluster's majority class. Scores are recomputed from each run's predictions.h5.", ""]
+    for caption, name in figures:
+        md += [f"## {caption}", "", f"![{caption}]({name})", ""]
+    (out_dir / "report.md").write_text("\n".join(md))
+
+    cells = "".join(f"<th>{html.escape(h)}</th>" for h in HEADERS)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows)
+    imgs = "".join(f"<h2>{html.escape(c)}</h2><img src='{html.escape(n)}' alt='{html.escape(c)}'>" for c, n in figures)
+    page = (
+        "<!doctype html><html><head><meta charset='utf-8'>"
+        f"<title>{html.escape(title)}</title><style>"
+        "body{font-family:system-ui,sans-serif;margin:2em;max-width:1200px}"
+        "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}"
+        "td:nth-child(-n+3),th:nth-child(-n+3){text-align:left}img{max-width:100%}"
+        f"</style></head><body><h1>{html.escape(title)}</h1><p>Generated by ccli on {created}.</p>"
+        f"<table><tr>{cells}</tr>{body}</table>{imgs}</body></html>"
+    )
+    (out_dir / "report.html").write_text(page)
+    return out_dir / "report.md"
