@@ -26,9 +26,8 @@ Recipes (constructors below; values and sources in each docstring):
 flip, jitter on/off, brightness/contrast/saturation/hue factors and their order, grayscale,
 intensity scale and gamma, blur sigma, RandAugment ops and magnitudes, cutout centre and side.
 
-Known difference between the implementations: the batched crop resamples with bilinear
-`grid_sample` and no antialiasing, torchvision's `resized_crop` antialiases when a crop is
-shrunk. Crops of images stored at the training size are enlarged, where the two agree.
+Given the same parameters the two implementations produce the same pixels (to float rounding;
+tests/test_augment.py checks every recipe).
 """
 
 from __future__ import annotations

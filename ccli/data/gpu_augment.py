@@ -4,8 +4,9 @@
 batch per view. Every random parameter is drawn per sample, as a tensor, from the same
 distribution as the per-sample CPU path in `ccli.data.augment` (same recipe, `ViewAug`):
 
-- random-resized crop + flip: one affine matrix per sample, one `affine_grid`/`grid_sample`
-  pass for the whole batch (crop boxes drawn with torchvision's 10-try rejection rule);
+- random-resized crop + flip: per-sample separable resampling matrices (antialiased bilinear,
+  the same weights as torchvision's `resized_crop`), applied as two batched matmuls; crop boxes
+  drawn with torchvision's 10-try rejection rule;
 - flip-and-shift: reflect padding, then a per-sample gather at the drawn offsets;
 - colour jitter: per-sample factors and a per-sample random order of the four operations;
 - grayscale, intensity jitter, blur (grouped separable convolution, one kernel per sample),
@@ -314,6 +315,30 @@ def _gaussian_blur(x: torch.Tensor, sigma: torch.Tensor, k: int) -> torch.Tensor
     return y.view(b, c, h, w)
 
 
+def _resize_matrix(start: torch.Tensor, length: torch.Tensor, in_size: int, out_size: int,
+                   flip: torch.Tensor | None, dtype) -> torch.Tensor:
+    """Per-sample [B, out, in] matrices that crop [start, start+length) and resize it to out_size.
+
+    The weights are those of PyTorch's antialiased bilinear interpolation (the kernel behind
+    torchvision's `resized_crop(..., antialias=True)`): a triangle filter widened by the
+    downscaling factor, truncated to the crop and renormalised. Enlarging crops reduce to plain
+    bilinear interpolation with edge clamping. A flip reverses the output axis.
+    """
+    scale = (length / out_size)[:, None, None]  # [B, 1, 1]
+    support = torch.where(scale >= 1, scale, torch.ones_like(scale))
+    invscale = torch.where(scale >= 1, 1.0 / scale, torch.ones_like(scale))
+    centre = scale * (torch.arange(out_size, device=start.device, dtype=torch.float64)[None, :, None] + 0.5)
+    pos = torch.arange(in_size, device=start.device, dtype=torch.float64)[None, None, :] - start[:, None, None]
+    lo = torch.floor(centre - support + 0.5).clamp(min=0)
+    hi = torch.minimum(torch.floor(centre + support + 0.5), length[:, None, None])
+    weight = (1.0 - ((pos - centre + 0.5) * invscale).abs()).clamp(min=0.0)
+    weight = weight * ((pos >= lo) & (pos < hi))
+    weight = weight / weight.sum(dim=2, keepdim=True).clamp(min=1e-12)
+    if flip is not None:
+        weight = torch.where(flip.view(-1, 1, 1), weight.flip(1), weight)
+    return weight.to(dtype)
+
+
 def apply_batch(aug: ViewAug, images: torch.Tensor, params: dict[str, torch.Tensor], mean: Sequence[float],
                 std: Sequence[float]) -> torch.Tensor:
     """One view of a uint8 (or 0–1 float) batch [B, C, H, W] → normalised float [B, C, size, size]."""
@@ -321,22 +346,11 @@ def apply_batch(aug: ViewAug, images: torch.Tensor, params: dict[str, torch.Tens
     b, c, h, w = x.shape
     s = aug.size
     if "crop" in params:
-        box = params["crop"].to(torch.float64)
-        i, j, ch, cw = box.unbind(1)
-        sign = torch.where(params["flip"], -1.0, 1.0).to(torch.float64)
-        theta = torch.zeros(b, 2, 3, dtype=torch.float64, device=x.device)
-        theta[:, 0, 0] = sign * cw / w
-        theta[:, 0, 2] = (2 * j + cw) / w - 1
-        theta[:, 1, 1] = ch / h
-        theta[:, 1, 2] = (2 * i + ch) / h - 1
-        grid = F.affine_grid(theta.to(x.dtype), [b, c, s, s], align_corners=False)
-        # Clamp sampling points to the box's outer pixel centres, as cropping before resizing
-        # does: without it the border rows would blend in pixels from outside the crop.
-        lo_x, hi_x = ((2 * j + 1) / w - 1).view(-1, 1, 1), ((2 * (j + cw) - 1) / w - 1).view(-1, 1, 1)
-        lo_y, hi_y = ((2 * i + 1) / h - 1).view(-1, 1, 1), ((2 * (i + ch) - 1) / h - 1).view(-1, 1, 1)
-        grid = torch.stack([torch.clamp(grid[..., 0], lo_x.to(x.dtype), hi_x.to(x.dtype)),
-                            torch.clamp(grid[..., 1], lo_y.to(x.dtype), hi_y.to(x.dtype))], dim=-1)
-        x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+        i, j, ch, cw = params["crop"].to(torch.float64).unbind(1)
+        rows = _resize_matrix(i, ch, h, s, None, x.dtype)  # [B, s, H]
+        cols = _resize_matrix(j, cw, w, s, params["flip"], x.dtype)  # [B, s, W]
+        # Crop, resize and flip in two batched matmuls: out = R_y · x · R_xᵀ per sample and channel.
+        x = torch.matmul(rows[:, None], torch.matmul(x, cols.transpose(1, 2)[:, None]))
     else:
         if (h, w) != (s, s):
             x = F.interpolate(x, size=(s, s), mode="bilinear", align_corners=False, antialias=True)
