@@ -1,0 +1,232 @@
+"""Features artifact → neighbors artifact, through the cache (what `ccli neighbors` runs).
+
+The content key is the features artifact's key plus the part of the config that can
+change the result (backend resolved, index parameters only for the index in use), so a
+re-run with the same inputs is a cache hit that reads nothing but the output's header.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from ccli import log
+from ccli.errors import BadInput
+from ccli.neighbors.config import NeighborsConfig, keyed_config
+from ccli.neighbors.features import clean_view, read_labels, read_matrix, require_views
+from ccli.neighbors.knn import SearchParams, check_k, knn, prepare, resolve_backend, search
+from ccli.neighbors.purity import neighbor_purity, purity_at
+from ccli.store import ArtifactWriter, cache_root, content_key, get_or_compute, open_artifact, output_path
+
+
+@dataclass
+class NeighborsResult:
+    path: Path
+    key: str
+    cached: bool
+    n: int
+    k: int
+    config: dict
+    purity: dict[int, float] | None = None
+    steps: list[dict] = field(default_factory=list)
+
+    def as_json(self) -> dict:
+        out = asdict(self)
+        out["path"] = str(self.path)
+        out["purity"] = None if self.purity is None else {str(j): v for j, v in self.purity.items()}
+        return out
+
+
+def index_dtype(n: int):
+    return np.int32 if n < 2**31 - 1 else np.int64
+
+
+def resolve_config(art, cfg: NeighborsConfig, device: str) -> NeighborsConfig:
+    """Validate against the features file and fill in what depends on it (backend, clusters)."""
+    n = art.shape("features")[0]
+    check_k(cfg.k, n, str(art.path))
+    cfg = replace(cfg, backend=resolve_backend(cfg.backend, cfg.index, device))
+    if cfg.multi_view:
+        from ccli.neighbors.multiview import CascadeParams, check_cascade
+
+        require_views(art, ("strong", "weak"), draws={"strong": cfg.strong_draws})
+        if cfg.clusters == 0:
+            labels = read_labels(art)
+            if labels is None:
+                raise BadInput(f"--multi-view needs --clusters C: {art.path} has no labels to count the classes from.")
+            cfg = replace(cfg, clusters=int(len(np.unique(labels[labels >= 0]))))
+        check_cascade(_cascade_params(cfg, device), n, str(art.path))
+    return cfg
+
+
+def _cascade_params(cfg: NeighborsConfig, device: str):
+    from ccli.neighbors.multiview import CascadeParams
+
+    return CascadeParams(
+        q=cfg.k,
+        clusters=cfg.clusters,
+        mult1=cfg.mult1,
+        mult2=cfg.mult2,
+        metric=cfg.metric,
+        strong_mode=cfg.strong_mode,
+        filter_head=cfg.filter_head,
+        filter_score=cfg.filter_score,
+        kmeans_temperature=cfg.kmeans_temperature,
+        head_hidden=cfg.head_hidden,
+        head_epochs=cfg.head_epochs,
+        head_lr=cfg.head_lr,
+        head_batch=cfg.head_batch,
+        head_entropy_weight=cfg.head_entropy_weight,
+        seed=cfg.seed,
+        device=device,
+    )
+
+
+def _search_params(cfg: NeighborsConfig, k: int, device: str, block_rows: int) -> SearchParams:
+    return SearchParams(
+        k=k,
+        metric=cfg.metric,
+        backend=cfg.backend,
+        index=cfg.index,
+        nlist=cfg.nlist,
+        nprobe=cfg.nprobe,
+        hnsw_m=cfg.hnsw_m,
+        ef_construction=cfg.ef_construction,
+        ef_search=cfg.ef_search,
+        exclude_self=not cfg.include_self,
+        seed=cfg.seed,
+        block_rows=block_rows,
+        device=device,
+    )
+
+
+def compute_neighbors(
+    features_path: str | Path,
+    cfg: NeighborsConfig,
+    *,
+    out: str | Path | None = None,
+    cache_dir: str | Path | None = None,
+    force: bool = False,
+    device: str = "auto",
+    block_rows: int = 0,
+) -> NeighborsResult:
+    """Make (or find in the cache) the neighbors artifact for `features_path` under `cfg`."""
+    with open_artifact(features_path, "features") as art:
+        cfg = resolve_config(art, cfg, device)
+        keyed = keyed_config(asdict(cfg))
+        key = content_key("neighbors", keyed, [art.key])
+        features_key = art.key
+        n = art.shape("features")[0]
+    path = output_path(out, cache_root(cache_dir), "neighbors", key)
+
+    def build(target: Path) -> None:
+        started = time.perf_counter()
+        with open_artifact(features_path, "features") as art:
+            if cfg.multi_view:
+                _build_multi_view(art, target, cfg, keyed, key, features_key, device, block_rows)
+            else:
+                _build_plain(art, target, cfg, keyed, key, features_key, device, block_rows)
+        log.info(f"neighbours for {n:,} points in {time.perf_counter() - started:.1f}s → {target}")
+
+    cached = get_or_compute(path, "neighbors", key, build, force=force)
+    if cached:
+        log.info(f"cache hit: {path}")
+    return _summarise(path, key, cached, keyed)
+
+
+def _attrs(cfg: NeighborsConfig, views: list[str], score_kind: str) -> dict:
+    return {
+        "k": cfg.k,
+        "metric": cfg.metric,
+        "backend": cfg.backend,
+        "index": cfg.index,
+        "exclude_self": not cfg.include_self,
+        "multi_view": cfg.multi_view,
+        "views": json.dumps(views),
+        "score_kind": score_kind,
+    }
+
+
+def _write_labels(writer: ArtifactWriter, art) -> None:
+    labels = read_labels(art)
+    if labels is not None:
+        writer.write("labels", labels)
+
+
+def _build_plain(art, target, cfg, keyed, key, features_key, device, block_rows) -> None:
+    x = read_matrix(art, "features")
+    n = len(x)
+    params = _search_params(cfg, cfg.k, device, block_rows)
+    log.info(f"searching {n:,}×{x.shape[1]} features: k={cfg.k}, {cfg.metric}, {cfg.backend}/{cfg.index}")
+    score_kind = "cosine" if cfg.metric == "cosine" else "l2_distance"
+    with ArtifactWriter(target, "neighbors", key, keyed, [features_key], _attrs(cfg, ["features"], score_kind)) as w:
+        w.create("indices", (n, cfg.k), index_dtype(n))
+        w.create("scores", (n, cfg.k), np.float32)
+        for start, idx, scores in search(x, params, copy=False):
+            w.write_rows("indices", start, idx)
+            w.write_rows("scores", start, scores)
+            log.debug(f"  rows {start + len(idx):,}/{n:,}")
+        _write_labels(w, art)
+
+
+def _build_multi_view(art, target, cfg, keyed, key, features_key, device, block_rows) -> None:
+    from ccli.neighbors.multiview import cascade
+
+    views = require_views(art, ("strong", "weak"), draws={"strong": cfg.strong_draws})
+    clean_name = clean_view(art)
+    params = _cascade_params(cfg, device)
+    clean = prepare(read_matrix(art, clean_name), cfg.metric, copy=False)
+    n = len(clean)
+    log.info(
+        f"multi-view cascade on {n:,} points: {cfg.mult1 * cfg.k} ({clean_name}) → "
+        f"{cfg.mult2 * cfg.k} ({', '.join(views['strong'])}) → {cfg.k} ({views['weak'][0]})"
+    )
+    step1_idx, step1_scores = knn(clean, _search_params(cfg, cfg.mult1 * cfg.k, device, block_rows), copy=False)
+    strong = [prepare(read_matrix(art, name), cfg.metric, copy=False) for name in views["strong"]]
+    weak = prepare(read_matrix(art, views["weak"][0]), cfg.metric, copy=False)
+    steps = cascade(step1_idx, step1_scores, clean, strong, weak, params, log=log.info)
+    view_of = {"clean": [clean_name], "strong": views["strong"], "weak": views["weak"][:1]}
+    used = [clean_name, *views["strong"], views["weak"][0]]
+    final = steps[-1]
+    attrs = {**_attrs(cfg, used, final.score_kind), "steps": json.dumps([s.name for s in steps])}
+    with ArtifactWriter(target, "neighbors", key, keyed, [features_key], attrs) as w:
+        w.write("indices", final.indices.astype(index_dtype(n)))
+        w.write("scores", final.scores.astype(np.float32))
+        for s in steps:
+            w.write(f"steps/{s.name}/indices", s.indices.astype(index_dtype(n)))
+            w.write(f"steps/{s.name}/scores", s.scores.astype(np.float32))
+            w.set_attrs(
+                f"steps/{s.name}", k=s.indices.shape[1], views=json.dumps(view_of[s.name]), score_kind=s.score_kind
+            )
+        _write_labels(w, art)
+
+
+def _summarise(path: Path, key: str, cached: bool, keyed: dict) -> NeighborsResult:
+    """Read back what was stored and add purity diagnostics when labels are known."""
+    with open_artifact(path, "neighbors") as art:
+        indices = art.read("indices")
+        n, k = indices.shape
+        labels = art.read("labels").astype(np.int64) if "labels" in art else None
+        result = NeighborsResult(path=path, key=key, cached=cached, n=n, k=k, config=keyed)
+        if labels is None:
+            return result
+        result.purity = purity_at(indices, labels) or None
+        if "steps" in art:
+            names = json.loads(art.attr("steps", "[]"))
+            clean = art.read("steps/clean/indices") if "clean" in names else None
+            if clean is not None:
+                # The SCAN baseline: plain top-k of the clean view, i.e. the first k step-1 columns.
+                result.steps.append(_step_row("knn", "clean", clean[:, :k], labels))
+            for name in names:
+                group = f"steps/{name}"
+                views = json.loads(art.h5[group].attrs.get("views", "[]"))
+                result.steps.append(_step_row(name, ",".join(views), art.read(f"{group}/indices"), labels))
+    return result
+
+
+def _step_row(name: str, views: str, indices: np.ndarray, labels: np.ndarray) -> dict:
+    return {"step": name, "views": views, "k": int(indices.shape[1]), "purity": neighbor_purity(indices, labels)}
