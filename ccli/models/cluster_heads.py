@@ -40,19 +40,38 @@ class ClusterHead(nn.Module):
 
 
 class ContrastiveClusterer(nn.Module):
-    """backbone f, instance projector g_inst and cluster head g_clus; forward gives (h, p) for a batch of views."""
+    """Backbone f, instance projector g_inst and cluster head g_clus over a list of views.
+
+    forward(views) returns (h per view, p per view). Consecutive views of one resolution go
+    through the backbone in one batch (SwAV's multi-crop grouping, dcacn.md §7), unless
+    `bn_per_view`, where each view gets its own pass and so its own BatchNorm statistics, as
+    CC's code does (A16). Either way the engine sees a single forward call per step.
+    """
 
     def __init__(self, backbone: nn.Module, feature_dim: int, num_clusters: int, inst_hidden: int = 512,
-                 inst_dim: int = 128, clus_hidden: int = 512):
+                 inst_dim: int = 128, clus_hidden: int = 512, bn_per_view: bool = False):
         super().__init__()
         self.backbone = backbone
         self.instance_head = InstanceProjector(feature_dim, inst_hidden, inst_dim)
         self.cluster_head = ClusterHead(feature_dim, num_clusters, clus_hidden)
         self.num_clusters = num_clusters
+        self.bn_per_view = bn_per_view
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        z = self.backbone(x)
-        return self.instance_head(z), self.cluster_head(z)
+    def forward(self, views) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        if isinstance(views, torch.Tensor):
+            views = [views]
+        hs: list[torch.Tensor] = []
+        ps: list[torch.Tensor] = []
+        start = 0
+        while start < len(views):
+            end = start + 1
+            while not self.bn_per_view and end < len(views) and views[end].shape[-2:] == views[start].shape[-2:]:
+                end += 1
+            z = self.backbone(torch.cat(list(views[start:end])) if end - start > 1 else views[start])
+            hs.extend(self.instance_head(z).chunk(end - start))
+            ps.extend(self.cluster_head(z).chunk(end - start))
+            start = end
+        return hs, ps
 
     @torch.no_grad()
     def assign(self, x: torch.Tensor) -> torch.Tensor:
@@ -65,15 +84,15 @@ def predict_probabilities(model: ContrastiveClusterer, images: np.ndarray, to_in
                           batch_size: int = 512) -> np.ndarray:
     """Soft assignments [N, K] for uint8 images [N, H, W, C] in eval mode (BN running statistics).
 
-    `to_input` turns a uint8 NHWC batch tensor on `device` into the model's float input, the
-    evaluation transform (no augmentation).
+    `to_input` turns a uint8 NCHW batch on `device` into the model's float input: the
+    evaluation transform (resize and normalise, no augmentation).
     """
     was_training = model.training
     model.eval()
     out = np.empty((len(images), model.num_clusters), dtype=np.float32)
     try:
         for start in range(0, len(images), batch_size):
-            batch = torch.from_numpy(np.ascontiguousarray(images[start : start + batch_size])).to(device)
+            batch = torch.from_numpy(np.ascontiguousarray(images[start : start + batch_size])).to(device).permute(0, 3, 1, 2)
             out[start : start + len(batch)] = model.assign(to_input(batch)).float().cpu().numpy()
     finally:
         model.train(was_training)
