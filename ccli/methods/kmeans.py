@@ -1,5 +1,10 @@
 """k-means on a features artifact: the quick baseline every report compares against.
 
+Given images instead (`--data`), kmeans runs the representation chain first through the
+library of `ccli pretrain` / `ccli embed`: pretrain with the `pretrain_preset` recipe (or start
+from `--checkpoint`), embed the clean images, then cluster. Both steps go through the cache,
+so the chain costs one pretraining per recipe and dataset.
+
 faiss (when importable) runs Lloyd iterations with `n_init` restarts and keeps the lowest
 inertia, as scikit-learn does; both backends see every point (faiss's default subsamples to
 256 points per centroid, which is a different algorithm). Features are L2-normalised first
@@ -28,6 +33,9 @@ class Config:
     normalize: bool = True
     view: str = ""  # '' = the `features` dataset; otherwise views/<view>
     seed: int = 42
+    # from images only: the `ccli pretrain` preset (presets/pretrain/<name>.yaml) and the layer to embed
+    pretrain_preset: str = ""
+    embed_layer: Literal["backbone", "projector"] = "backbone"
 
 
 def kmeans(x: np.ndarray, k: int, *, backend: str = "auto", n_init: int = 10, max_iter: int = 300,
@@ -62,6 +70,20 @@ def _faiss_available() -> bool:
 def validate(inputs: Inputs, config: Config, num_clusters: int) -> None:
     if config.backend == "faiss" and not _faiss_available():
         raise BadInput("backend=faiss was requested but faiss is not installed (use backend=sklearn).")
+    if inputs.features is None:
+        if inputs.checkpoint is not None:
+            from ccli.methods.pretrain import load_pretrained
+
+            pretrained = load_pretrained(inputs.checkpoint, what="--checkpoint")
+            channels = inputs.dataset.images.shape[-1]
+            if pretrained.in_channels != channels:
+                raise BadInput(f"--checkpoint {inputs.checkpoint} was trained on {pretrained.in_channels}-channel images "
+                               f"but --data {inputs.data} has {channels}-channel ones.")
+        elif not config.pretrain_preset:
+            raise BadInput(f"kmeans on --data {inputs.data} needs features: give --features, --checkpoint, or a "
+                           "pretraining recipe with --set pretrain_preset=NAME (the digits preset has one).")
+        else:
+            _pretrain_config(config)
     if inputs.features is not None and config.view:
         from ccli.store import open_artifact
 
@@ -70,13 +92,42 @@ def validate(inputs: Inputs, config: Config, num_clusters: int) -> None:
                 raise BadInput(f"--features {inputs.features} has no view '{config.view}'.")
 
 
+def _pretrain_config(config: Config):
+    from ccli.config import resolve_config
+    from ccli.methods.pretrain import PretrainConfig, effective
+
+    try:
+        return effective(resolve_config(PretrainConfig, "pretrain", config.pretrain_preset))
+    except BadInput as exc:
+        raise BadInput(f"pretrain_preset={config.pretrain_preset}: {exc}") from exc
+
+
+def key_inputs(inputs: Inputs, config: Config) -> list[str]:
+    """What else defines a run from images: the pretraining recipe's content, not just its name."""
+    if inputs.features is None and inputs.checkpoint is None and config.pretrain_preset:
+        from ccli.config import config_dict
+        from ccli.store import content_key
+
+        return [f"pretrain:{content_key('pretrain', config_dict(_pretrain_config(config)))}"]
+    return []
+
+
 def _features_path(ctx: RunContext) -> str:
-    """The features to cluster: --features, else embed --data with a (pre)trained backbone via the cache."""
+    """The features to cluster: --features, else --data embedded by --checkpoint or a fresh (cached) pretraining."""
     if ctx.inputs.features is not None:
         return str(ctx.inputs.features)
-    from ccli.methods.representation import features_from_images
+    from ccli.methods.pretrain import embed, pretrain
 
-    return str(features_from_images(ctx))
+    config: Config = ctx.config
+    checkpoint = ctx.inputs.checkpoint
+    if checkpoint is None:
+        pretrain_config = _pretrain_config(config)
+        log.info(f"kmeans: pretraining {pretrain_config.method}/{pretrain_config.backbone} on {ctx.inputs.data} "
+                 f"(preset {config.pretrain_preset}; cached for later runs)")
+        checkpoint = pretrain(pretrain_config, ctx.inputs.data, ctx.inputs.split, cache_dir=ctx.cache_dir).checkpoint
+    path, _ = embed(checkpoint, ctx.inputs.data, ctx.inputs.split, layer=config.embed_layer, device=ctx.device,
+                    cache_dir=ctx.cache_dir)
+    return str(path)
 
 
 def run(ctx: RunContext) -> Prediction:

@@ -3,7 +3,8 @@
 A method is one module under ccli/methods/ that exposes
 
     Config                       a dataclass of defaults (with `num_clusters` and `seed` fields)
-    validate(inputs, config)     optional: bad-input checks that need the method's knowledge
+    validate(inputs, config, k)  optional: bad-input checks that need the method's knowledge
+    key_inputs(inputs, config)   optional: extra upstream identities for the run's content key
     run(ctx) -> Prediction       the clustering itself
 
 and one `MethodInfo` line here saying what it consumes. The registry is a table of names and
@@ -17,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import json
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -329,6 +329,8 @@ def train(method: str, inputs: Inputs, config: Any, *, out: Path | None = None, 
     k = resolve_num_clusters(getattr(config, "num_clusters", 0), inputs)
     if hasattr(module, "validate"):
         module.validate(inputs, config, k)
+    if hasattr(module, "key_inputs"):
+        inputs.keys.extend(module.key_inputs(inputs, config))
     key = run_key(method, config, k, inputs)
     run_dir = Path(out).expanduser() if out else cache_root(cache_dir) / "runs" / f"{method}-{key[:16]}"
     if run_dir.exists() and not run_dir.is_dir():
@@ -434,7 +436,3 @@ def _json_default(value):
         return str(value)
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
-
-def remove_run(run_dir: Path) -> None:
-    """Delete a run folder (used by tests and benchmarks for a clean slate)."""
-    shutil.rmtree(run_dir, ignore_errors=True)
