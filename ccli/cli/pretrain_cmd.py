@@ -80,12 +80,14 @@ def resolve_pretrain_config(preset: Optional[str], sets, overrides: dict[str, An
     """Defaults ← preset ← --set ← explicit options; the preset file is chosen by the method."""
     from ccli.config import build_config, load_preset, parse_sets, presets_root
     from ccli.errors import BadInput
-    from ccli.methods.pretrain import PRESET_GROUP, PretrainConfig
+    from ccli.methods.pretrain import METHODS, PRESET_GROUP, PretrainConfig
 
     parsed = parse_sets(sets)
+    method = overrides.get("method") or parsed.get("method")
+    if method is not None and method not in METHODS:
+        raise BadInput(f"--method {method} is not a pretraining method (available: {', '.join(METHODS)}).")
     layers: list[tuple[str, dict]] = []
     if preset:
-        method = overrides.get("method") or parsed.get("method")
         folder = presets_root() / PRESET_GROUP
         candidates = [preset] if preset.endswith((".yaml", ".yml")) or Path(preset).is_file() else []
         if not candidates:

@@ -126,6 +126,20 @@ def config_differences(saved: Mapping[str, Any], current: Mapping[str, Any], ign
     return sorted(k for k in keys if _plain(saved.get(k)) != _plain(current.get(k)))
 
 
+def check_resume(checkpoint: Path, config_record: Mapping[str, Any]) -> dict[str, Any]:
+    """Load a checkpoint to resume and make sure it was made with the same config, or BadInput."""
+    from ccli.engine import checkpoint as ckpt
+
+    state = ckpt.load_checkpoint(checkpoint, "--resume checkpoint")
+    saved = state.get("config", {})
+    diff = config_differences(saved, config_record)
+    if diff:
+        shown = ", ".join(f"{k} ({saved.get(k)!r} → {config_record.get(k)!r})" for k in diff[:6])
+        more = f" and {len(diff) - 6} more" if len(diff) > 6 else ""
+        raise BadInput(f"--resume {checkpoint} was made with a different config: {shown}{more}.")
+    return state
+
+
 def _plain(value):
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
@@ -170,11 +184,7 @@ def fit(task: Task, data, cfg: EngineConfig, files: RunFiles, *, config_record: 
 
     start_epoch, step, history = 0, 0, []
     if resume:
-        state = ckpt.load_checkpoint(files.checkpoint, "--resume checkpoint")
-        diff = config_differences(state.get("config", {}), config_record)
-        if diff:
-            shown = ", ".join(f"{k} ({state.get('config', {}).get(k)!r} → {config_record.get(k)!r})" for k in diff[:6])
-            raise BadInput(f"--resume {files.checkpoint} was made with a different config: {shown}.")
+        state = check_resume(files.checkpoint, config_record)
         try:
             task.model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])

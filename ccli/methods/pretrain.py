@@ -309,6 +309,10 @@ def pretrain(cfg: PretrainConfig, data_spec: str, split: str = "all", out: Optio
     files = run_files_for(out, cache_dir, key)
     if resume and not files.checkpoint.is_file():
         raise BadInput(f"--resume: there is no checkpoint at {files.checkpoint} to resume from.")
+    if resume:
+        from ccli.engine.loop import check_resume
+
+        check_resume(files.checkpoint, record)  # before anything is written or logged
     if not resume and not force and _is_complete(files.checkpoint, record):
         log.info(f"cache hit: {files.checkpoint} already holds this completed run (use --force to retrain).")
         return PretrainResult(files.checkpoint, True)
