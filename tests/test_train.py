@@ -171,3 +171,118 @@ def test_features_file_that_is_not_features(cli, tmp_path):
     assert_bad_input(cli("train", "--method", "kmeans", "--features", tmp_path / "missing.h5", "-o", out),
                      "does not exist")
     _nothing_written(tmp_path, out)
+
+
+# --- cc / dcacn on digits -------------------------------------------------------------------
+
+TINY = ["--data", "digits", "--preset", "digits", "--epochs", "2", "-q"]
+
+
+def _read_run(run_dir):
+    with h5py.File(run_dir / "predictions.h5") as f:
+        return {name: f[name][()] for name in ("labels", "probs", "targets", "index") if name in f}
+
+
+@pytest.mark.parametrize("method", ["cc", "dcacn"])
+def test_tiny_run_writes_a_consistent_run_folder(cli, tmp_path, method):
+    from ccli.metrics import clustering_scores
+
+    out = tmp_path / method
+    result = cli("train", "--method", method, *TINY, "-o", out)
+    assert result.code == 0, result.err
+    assert result.out == f"{out / 'predictions.h5'}\n"
+    assert {"config.yaml", "checkpoint.pt", "metrics.jsonl", "predictions.h5", "scores.json"} <= {
+        p.name for p in out.iterdir()}
+    run = _read_run(out)
+    assert run["labels"].shape == (1797,) and run["probs"].shape == (1797, 10)
+    np.testing.assert_allclose(run["probs"].sum(1), 1.0, atol=1e-5)
+    assert (run["labels"] == run["probs"].argmax(1)).all()
+    assert (run["index"] == np.arange(1797)).all() and run["targets"].min() == 0
+    scores = json.loads((out / "scores.json").read_text())
+    assert scores == json.loads(json.dumps(clustering_scores(run["targets"], run["labels"])))
+    lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [line["epoch"] for line in lines[:-1]] == [1, 2]
+    assert all("instance" in line and "cluster" in line for line in lines[:-1])
+    assert lines[-1]["final"] is True and lines[-1]["acc"] == scores["acc"]
+    import yaml
+
+    config = yaml.safe_load((out / "config.yaml").read_text())
+    assert config["method"] == method and config["num_clusters"] == 10 and config["config"]["epochs"] == 2
+    if method == "dcacn":
+        assert config["config"]["backbone"] == "cbam_small_cnn" and config["config"]["cluster_mode"] == "row"
+
+
+def test_train_chains_into_eval_through_a_shell(tmp_path):
+    import subprocess
+    import sys
+
+    env = {**__import__("os").environ, "CCLI_CACHE": str(tmp_path / "cache")}
+    train = subprocess.run([sys.executable, "-m", "ccli", "train", "--method", "cc", *TINY],
+                           capture_output=True, text=True, env=env)
+    assert train.returncode == 0, train.stderr
+    lines = train.stdout.splitlines()
+    assert len(lines) == 1 and lines[0].endswith("predictions.h5") and "/runs/cc-" in lines[0]
+    scored = subprocess.run([sys.executable, "-m", "ccli", "eval", lines[0], "--json"],
+                            capture_output=True, text=True, env=env)
+    assert scored.returncode == 0, scored.stderr
+    stored = json.loads((__import__("pathlib").Path(lines[0]).parent / "scores.json").read_text())
+    assert json.loads(scored.stdout)["acc"] == stored["acc"]
+
+
+def test_interrupted_run_resumes_from_its_checkpoint(cli, tmp_path):
+    out = tmp_path / "run"
+    assert cli("train", "--method", "cc", *TINY, "-o", out).code == 0
+    first = _read_run(out)
+    # As if the process died after the last checkpoint but before the predictions were written.
+    (out / "predictions.h5").unlink()
+    result = cli("train", "--method", "cc", *TINY[:-1], "-o", out)
+    assert result.code == 0, result.err
+    assert "resuming from epoch 2 of 2" in result.err
+    again = _read_run(out)
+    assert (again["labels"] == first["labels"]).all()
+    np.testing.assert_allclose(again["probs"], first["probs"], atol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def small_cnn_checkpoint(tmp_path_factory):
+    """A 1-epoch `ccli pretrain` checkpoint of the plain small CNN on digits."""
+    from ccli.config import resolve_config
+    from ccli.methods.pretrain import PretrainConfig, pretrain
+
+    folder = tmp_path_factory.mktemp("pretrain")
+    config = resolve_config(PretrainConfig, "pretrain", "simclr-digits", ["epochs=1", "knn_every=0"])
+    return pretrain(config, "digits", out=folder / "small.pt").checkpoint
+
+
+def test_checkpoint_with_another_backbone_is_bad_input(cli, tmp_path, small_cnn_checkpoint):
+    out = tmp_path / "run"
+    # dcacn's digits preset builds the CBAM small CNN; the checkpoint holds the plain one.
+    result = cli("train", "--method", "dcacn", *TINY, "--checkpoint", small_cnn_checkpoint, "-o", out)
+    assert_bad_input(result, "small_cnn", "cbam_small_cnn", "--checkpoint")
+    assert_bad_input(cli("train", "--method", "cc", *TINY, "--checkpoint", small_cnn_checkpoint, "--set",
+                         "backbone=resnet18", "-o", out), "resnet18")
+    _nothing_written(tmp_path, out)
+
+
+def test_cc_starts_from_a_matching_checkpoint(cli, tmp_path, small_cnn_checkpoint):
+    import torch
+
+    out = tmp_path / "run"
+    result = cli("train", "--method", "cc", *TINY, "--epochs", "1", "--checkpoint", small_cnn_checkpoint, "-o", out)
+    assert result.code == 0, result.err
+    state = torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=True)
+    assert state["start_checkpoint"]["path"] == str(small_cnn_checkpoint)
+    assert state["backbone"]["name"] == "small_cnn" and state["kind"] == "cluster"
+
+
+def test_kmeans_from_images_pretrains_and_embeds_through_the_cache(cli, tmp_path):
+    recipe = tmp_path / "tiny-pretrain.yaml"
+    recipe.write_text("method: simclr\nbackbone: small_cnn\nepochs: 1\noptimizer: adam\nlr: 1.0e-3\n"
+                      "knn_every: 0\ncrop_scale: [0.5, 1.0]\nflip_p: 0.0\n")
+    args = ["train", "--method", "kmeans", "--data", "digits", "--set", f"pretrain_preset={recipe}", "-q"]
+    first = cli(*args)
+    assert first.code == 0, first.err
+    run = _read_run(__import__("pathlib").Path(first.out.strip()).parent)
+    assert run["labels"].shape == (1797,) and len(np.unique(run["labels"])) == 10
+    assert (tmp_path / "cache" / "features").is_dir() and any((tmp_path / "cache" / "runs").glob("pretrain-*"))
+    assert cli(*args).out == first.out  # the whole chain is a cache hit the second time
