@@ -37,7 +37,7 @@ from ccli.errors import BadInput, CcliError
 
 # Config keys that change how fast or where a run happens, not what it computes; a resumed
 # run may change them freely.
-RUNTIME_KEYS = frozenset({"device", "compile", "workers", "knn_every", "knn_samples", "channels_last"})
+RUNTIME_KEYS = frozenset({"device", "compile", "workers", "threads", "knn_every", "knn_samples", "knn_k", "channels_last"})
 
 
 @dataclass

@@ -245,7 +245,7 @@ def run_key(record: dict[str, Any]) -> str:
     from ccli.engine.loop import RUNTIME_KEYS
     from ccli.store import content_key
 
-    return content_key("pretrain", {k: v for k, v in record.items() if k not in RUNTIME_KEYS and k != "augment_on"})
+    return content_key("pretrain", {k: v for k, v in record.items() if k not in RUNTIME_KEYS})
 
 
 def run_files_for(out: Optional[Path], cache_dir, key: str):
@@ -278,11 +278,8 @@ def pretrain(cfg: PretrainConfig, data_spec: str, split: str = "all", out: Optio
     """Train a representation and return its checkpoint (a cache hit when the same run is complete)."""
     import torch
 
-    from ccli.data.augment import channel_stats
-    from ccli.data.sources import load_dataset
-    from ccli.engine import EngineConfig, KnnMonitor, fit, make_data_path
     from ccli.engine.ddp import init_distributed
-    from ccli.models import backbone_entry, build_backbone
+    from ccli.models import backbone_entry
 
     cfg = effective(cfg)
     backbone_entry(cfg.backbone)  # unknown names fail before any data is read
@@ -291,8 +288,26 @@ def pretrain(cfg: PretrainConfig, data_spec: str, split: str = "all", out: Optio
     dist, device = init_distributed(cfg.device)
     if cfg.batch_size % dist.world_size:
         raise BadInput(f"--batch-size {cfg.batch_size} is not divisible by the {dist.world_size} processes.")
+    threads = torch.get_num_threads()
     if device.type == "cpu" and cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
+    try:
+        return _pretrain(cfg, data_spec, split, out, cache_dir, resume, force, dist, device)
+    finally:
+        torch.set_num_threads(threads)
+        if dist.distributed:
+            from ccli.engine.ddp import shutdown
+
+            shutdown()
+
+
+def _pretrain(cfg, data_spec, split, out, cache_dir, resume, force, dist, device) -> PretrainResult:
+    import torch
+
+    from ccli.data.augment import channel_stats
+    from ccli.data.sources import load_dataset
+    from ccli.engine import EngineConfig, KnnMonitor, fit, make_data_path
+    from ccli.models import backbone_entry, build_backbone
 
     dataset = load_dataset(data_spec, split=split, image_size=cfg.image_size)
     n, h, w, c = dataset.images.shape
@@ -346,15 +361,8 @@ def pretrain(cfg: PretrainConfig, data_spec: str, split: str = "all", out: Optio
         _write_config(files.config, record)
     log.info(f"pretraining {cfg.method} / {cfg.backbone} on {dataset.spec} ({n:,} images {h}×{w}×{c}) on {device}, "
              f"{cfg.epochs} epochs × {len(data)} steps")
-    engine_cfg = EngineConfig.from_config(cfg)
-    try:
-        result = fit(task, data, engine_cfg, files, config_record=record, checkpoint_extra=extra, resume=resume,
-                     monitor=monitor, dist=dist, device=device)
-    finally:
-        if dist.distributed:
-            from ccli.engine.ddp import shutdown
-
-            shutdown()
+    result = fit(task, data, EngineConfig.from_config(cfg), files, config_record=record, checkpoint_extra=extra,
+                 resume=resume, monitor=monitor, dist=dist, device=device)
     return PretrainResult(result.checkpoint, False, result.history)
 
 
