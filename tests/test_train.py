@@ -286,3 +286,39 @@ def test_kmeans_from_images_pretrains_and_embeds_through_the_cache(cli, tmp_path
     assert run["labels"].shape == (1797,) and len(np.unique(run["labels"])) == 10
     assert (tmp_path / "cache" / "features").is_dir() and any((tmp_path / "cache" / "runs").glob("pretrain-*"))
     assert cli(*args).out == first.out  # the whole chain is a cache hit the second time
+
+
+# --- CBAM backbones -------------------------------------------------------------------------
+
+
+def test_cbam_resnet34_matches_the_spec():
+    import torch
+
+    from ccli.models import build_backbone, count_parameters
+    from ccli.models.cbam import CBAM, CBAMBasicBlock
+
+    model = build_backbone("cbam_resnet34-imagenet", 3, 224)
+    blocks = [m for m in model.modules() if isinstance(m, CBAMBasicBlock)]
+    assert len(blocks) == 16 and all(isinstance(b.cbam, CBAM) for b in blocks)  # [3, 4, 6, 3]
+    assert count_parameters(model) == 21_447_468  # dcacn.md §3.1: 21,284,672 + 162,796 for 16 CBAMs
+    plain = build_backbone("resnet34-imagenet", 3, 224)
+    assert count_parameters(plain) == 21_284_672
+    # Channel attention then spatial attention, one gate per channel and one map per position.
+    cbam = blocks[0].cbam.eval()
+    x = torch.randn(2, 64, 14, 14)
+    assert cbam.channel(x).shape == (2, 64, 1, 1)
+    assert cbam.spatial(x).shape == (2, 1, 14, 14) and cbam.spatial.conv.kernel_size == (7, 7)
+    expected = cbam.spatial(cbam.channel(x) * x) * (cbam.channel(x) * x)
+    torch.testing.assert_close(cbam(x), expected)
+    for size in (32, 96):
+        assert model(torch.randn(2, 3, size, size)).shape == (2, 512)
+
+
+def test_cbam_small_cnn_is_the_small_cnn_plus_attention():
+    from ccli.models import build_backbone, count_parameters
+    from ccli.models.cbam import CBAM
+
+    plain, cbam = build_backbone("small_cnn", 1, 28), build_backbone("cbam_small_cnn", 1, 28)
+    attention = sum(count_parameters(m) for m in cbam.modules() if isinstance(m, CBAM))
+    assert count_parameters(cbam) - attention == count_parameters(plain)
+    assert sum(isinstance(m, CBAM) for m in cbam.modules()) == 3 and cbam.out_dim == plain.out_dim

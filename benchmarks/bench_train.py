@@ -1,0 +1,133 @@
+"""The digits comparison of issue 5: kmeans on SimCLR features, cc and dcacn, side by side in one run.
+
+    python benchmarks/bench_train.py [--data digits] [--epochs N] [--seeds 42,43] [--ablations]
+                                     [--cache-dir DIR] [--json results.json]
+
+Each method runs from images with its own `--preset digits` through the library entry point
+that `ccli train` uses (ccli.methods.registry.train), in this one process, one after the other,
+so they share the machine state. kmeans' time includes its SimCLR pretraining and embedding
+(the cache is fresh unless --cache-dir points at a warm one). --epochs overrides the training
+epochs of cc and dcacn (and of kmeans' pretraining) so every method gets the same epoch
+budget; wall times are printed beside the scores. --ablations adds the dcacn variants the
+paper claims but never shows (spec §12): CC's column cluster loss, no CBAM, no local crops,
+InfoNCE instead of DCL. The load average is printed before and after, because on a shared
+machine the times mean little without it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+VARIANTS = {
+    "kmeans": ("kmeans", []),
+    "cc": ("cc", []),
+    "dcacn": ("dcacn", []),
+}
+ABLATIONS = {
+    "dcacn column": ("dcacn", ["cluster_mode=column"]),
+    "dcacn no-CBAM": ("dcacn", ["backbone=small_cnn"]),
+    "dcacn no-local": ("dcacn", ["n_local=0"]),
+    "dcacn infonce": ("dcacn", ["loss=infonce"]),
+}
+
+
+def machine() -> str:
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    model = ""
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import torch
+
+    return f"{platform.machine()} {model}, {cpus} cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
+
+
+def run_variant(method: str, sets: list[str], data: str, epochs: int | None, seed: int, cache: Path,
+                out: Path) -> dict:
+    from ccli.methods import registry
+
+    module = registry.load(registry.get(method))
+    sets = list(sets) + [f"seed={seed}"]
+    if epochs is not None and method in ("cc", "dcacn"):
+        sets.append(f"epochs={epochs}")
+    if epochs is not None and method == "kmeans":
+        sets.append(f"pretrain_preset={_pretrain_recipe(cache, epochs, seed)}")
+    config = registry.resolve_method_config(module, method, "digits" if data == "digits" else None, sets)
+    inputs = registry.Inputs(data=data)
+    start = time.perf_counter()
+    result = registry.train(method, inputs, config, out=out, cache_dir=cache, device="cpu", force=True)
+    elapsed = time.perf_counter() - start
+    return {"seconds": elapsed, **{k: result.scores[k] for k in ("acc", "nmi", "ari")}}
+
+
+def _pretrain_recipe(cache: Path, epochs: int, seed: int) -> Path:
+    """presets/pretrain/simclr-digits.yaml with the epoch budget (and seed) of this benchmark."""
+    import yaml
+
+    from ccli.config import preset_path
+
+    recipe = yaml.safe_load(preset_path("pretrain", "simclr-digits").read_text())
+    recipe.update(epochs=epochs, seed=seed)
+    path = cache / f"simclr-digits-{epochs}-{seed}.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(recipe))
+    return path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default="digits")
+    parser.add_argument("--epochs", type=int, default=None, help="epoch budget for every method (default: presets')")
+    parser.add_argument("--seeds", default="42")
+    parser.add_argument("--ablations", action="store_true")
+    parser.add_argument("--only", default="", help="comma-separated variant names to run")
+    parser.add_argument("--cache-dir", type=Path, default=None)
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+
+    from ccli import log
+
+    log.set_verbosity(quiet=True)
+    variants = dict(VARIANTS, **(ABLATIONS if args.ablations else {}))
+    if args.only:
+        variants = {k: v for k, v in variants.items() if k in args.only.split(",")}
+    seeds = [int(s) for s in args.seeds.split(",")]
+    cache = args.cache_dir or Path(tempfile.mkdtemp(prefix="bench-train-"))
+    print(f"machine: {machine()}", file=sys.stderr)
+    print(f"load average before: {os.getloadavg()}", file=sys.stderr)
+    rows = []
+    for name, (method, sets) in variants.items():
+        for seed in seeds:
+            out = cache / "bench" / f"{name.replace(' ', '_')}-{seed}"
+            result = run_variant(method, sets, args.data, args.epochs, seed, cache, out)
+            rows.append({"variant": name, "seed": seed, **result, "load": os.getloadavg()[0]})
+            print(f"{name:>16} seed {seed}: ACC {result['acc']:.4f} NMI {result['nmi']:.4f} "
+                  f"ARI {result['ari']:.4f} in {result['seconds']:.0f} s (load {rows[-1]['load']:.1f})",
+                  file=sys.stderr, flush=True)
+    print(f"load average after: {os.getloadavg()}", file=sys.stderr)
+    budget = f"{args.epochs} epochs each" if args.epochs else "each method's digits preset"
+    print(f"\n{args.data}, {budget}, seeds {args.seeds}; machine: {machine()}\n")
+    print("| variant | seed | ACC | NMI | ARI | wall s | load (1 min) |")
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['variant']} | {r['seed']} | {r['acc']:.3f} | {r['nmi']:.3f} | {r['ari']:.3f} | "
+              f"{r['seconds']:.0f} | {r['load']:.1f} |")
+    if args.json:
+        args.json.write_text(json.dumps({"machine": machine(), "budget": budget, "rows": rows}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
