@@ -29,6 +29,12 @@ from tests.test_neighbors import _assert_bad, blobs, run_cli, write_features
 TABLE = np.array([[1, 2], [0, 2], [0, 1], [2, 4], [3, 0]])  # 5 points, k = 2
 
 
+
+@pytest.fixture(autouse=True)
+def isolated_cache(tmp_path, monkeypatch):
+    """Any run without --cache-dir writes into the test's folder, never the user's cache."""
+    monkeypatch.setenv("CCLI_CACHE", str(tmp_path / "default-cache"))
+
 # -- kNN graph ---------------------------------------------------------------------------------
 def test_adjacency_is_the_symmetric_union():
     a = knn_adjacency(TABLE).toarray()

@@ -15,6 +15,12 @@ from ccli.neighbors.purity import neighbor_purity, purity_at
 from ccli.store import ArtifactWriter, content_key, open_artifact
 
 
+
+@pytest.fixture(autouse=True)
+def isolated_cache(tmp_path, monkeypatch):
+    """Any run without --cache-dir writes into the test's folder, never the user's cache."""
+    monkeypatch.setenv("CCLI_CACHE", str(tmp_path / "default-cache"))
+
 # -- helpers -------------------------------------------------------------------------------
 def write_features(path: Path, x: np.ndarray, labels=None, views: dict | None = None, tag: str = "t") -> Path:
     """A features artifact as `ccli embed` writes it (features, labels, index, views/<name>)."""

@@ -97,12 +97,18 @@ def ridge_coefficients(z: np.ndarray, lam: float, diagonal: str = "exact") -> np
 
 def learned_coefficients(z: np.ndarray, params: SelfExpressiveParams, seed: int) -> np.ndarray:
     """A B×B self-expression layer with a masked diagonal, trained by Adam on fixed features."""
+    from ccli.neighbors.knn import small_kernel_threads, torch_device
+
+    device = torch_device(params.device)
+    with small_kernel_threads(device):
+        return _learn_block(z, params, seed, device)
+
+
+def _learn_block(z: np.ndarray, params: SelfExpressiveParams, seed: int, device) -> np.ndarray:
     import torch
 
     from ccli.losses.self_expressive import self_expression_loss
-    from ccli.neighbors.knn import torch_device
 
-    device = torch_device(params.device)
     torch.manual_seed(seed)
     zt = torch.from_numpy(np.ascontiguousarray(z, dtype=np.float32)).to(device)
     b = zt.shape[0]

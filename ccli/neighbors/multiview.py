@@ -12,7 +12,6 @@ block); they never search the dataset again (scanplus.md §5.4).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -189,9 +188,16 @@ def train_scan_head(clean: np.ndarray, neighbors: np.ndarray, params: CascadePar
     """`--filter-head scan_warmup`: train Φ_c with the SCAN loss on cached clean features and N_2q."""
     import torch
 
-    from ccli.neighbors.knn import torch_device
+    from ccli.neighbors.knn import small_kernel_threads, torch_device
 
     device = torch_device(params.device)
+    with small_kernel_threads(device):
+        return _train_scan_head(clean, neighbors, params, device)
+
+
+def _train_scan_head(clean: np.ndarray, neighbors: np.ndarray, params: CascadeParams, device):
+    import torch
+
     generator = torch.Generator().manual_seed(params.seed)
     torch.manual_seed(params.seed)
     head = build_head(clean.shape[1], params.head_hidden, params.clusters).to(device)
@@ -311,12 +317,3 @@ def cascade(
 def _stored_scores(metric: str):
     # Internally l2 similarities are negated distances; on disk they are distances again.
     return (lambda s: s) if metric == "cosine" else (lambda s: -s)
-
-
-def cluster_sizes(probs: np.ndarray) -> np.ndarray:
-    return np.bincount(probs.argmax(1), minlength=probs.shape[1])
-
-
-def entropy_bits(p: np.ndarray) -> float:
-    p = p[p > 0]
-    return float(-(p * np.log2(p)).sum()) if len(p) else math.nan
