@@ -288,7 +288,15 @@ def randaug_op_batch(x: torch.Tensor, name: str, mag: torch.Tensor) -> torch.Ten
 
 
 def _apply_where(x: torch.Tensor, mask: torch.Tensor, fn) -> torch.Tensor:
-    """x with fn applied to the samples where mask is true (computed on that subset only)."""
+    """x with fn applied to the samples where mask is true.
+
+    On a GPU the op runs on the whole batch and `torch.where` keeps the selected samples: no
+    host synchronisation (selecting a subset needs `nonzero`, which waits for the device). On
+    CPU only the subset is computed, which saves the work.
+    """
+    if x.is_cuda:
+        full = torch.arange(x.shape[0], device=x.device)
+        return torch.where(mask.view(-1, 1, 1, 1), fn(x, full), x)
     idx = mask.nonzero(as_tuple=True)[0]
     if idx.numel() == 0:
         return x

@@ -2,7 +2,7 @@
 
 Public API:
 
-- `fit(task, data, cfg, files, config_record=…, checkpoint_extra=…, resume=…, monitor=…)`
+- `fit(task, data, cfg, files, config_record=…, checkpoint_extra=…, resume=…, monitor=…)`, `check_resume`
 - `Task`, `EngineConfig`, `StepContext`, `RunFiles`, `FitResult`, `config_differences`
 - data paths: `make_data_path`, `DeviceDataPath`, `LoaderDataPath`, `mix_seed`
 - `resolve_device`, `autocast_dtype`, `autocast`
@@ -24,7 +24,7 @@ _EXPORTS = {
     "make_data_path": "datapath", "DeviceDataPath": "datapath", "LoaderDataPath": "datapath", "mix_seed": "datapath",
     "resolve_device": "device", "autocast_dtype": "device", "autocast": "device",
     "build_optimizer": "optim", "LARS": "optim", "lr_at": "schedule",
-    "save_atomic": "checkpoint", "load_checkpoint": "checkpoint", "file_identity": "checkpoint",
+    "check_resume": "loop", "save_atomic": "checkpoint", "load_checkpoint": "checkpoint", "file_identity": "checkpoint",
     "init_distributed": "ddp", "DistContext": "ddp", "all_gather_cat": "ddp", "shutdown": "ddp",
     "KnnMonitor": "monitor", "knn_accuracy": "monitor",
 }

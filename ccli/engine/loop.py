@@ -177,7 +177,8 @@ def fit(task: Task, data, cfg: EngineConfig, files: RunFiles, *, config_record: 
     amp_dtype = autocast_dtype(device, cfg.precision)
 
     model = task.model.to(device)
-    if cfg.channels_last and device.type == "cuda":
+    channels_last = cfg.channels_last and device.type == "cuda"
+    if channels_last:
         model = model.to(memory_format=torch.channels_last)
     groups = task.param_groups if task.param_groups is not None else list(task.trainable.parameters())
     optimizer = build_optimizer(cfg.optimizer, groups, cfg.lr, cfg.weight_decay, cfg.momentum)
@@ -223,6 +224,9 @@ def fit(task: Task, data, cfg: EngineConfig, files: RunFiles, *, config_record: 
             pending: dict[str, Any] = {}
             count, images, t0 = 0, 0, time.perf_counter()
             for batch in data.batches(epoch):
+                if channels_last:
+                    batch["views"] = [v.contiguous(memory_format=torch.channels_last) if v.ndim == 4 else v
+                                      for v in batch["views"]]
                 lr = lr_at(step, total_steps, cfg.lr, warmup_steps, cfg.final_lr, cfg.schedule)
                 set_lr(optimizer, lr)
                 ctx = StepContext(epoch, step, total_steps, steps_per_epoch, device, dist, lr)
