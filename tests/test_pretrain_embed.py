@@ -222,3 +222,16 @@ def test_digits_chain_beats_raw_pixels(tmp_path, capsys):
     acc = _kmeans_acc(out.strip())
     assert acc >= 0.90, acc
     assert time.perf_counter() - start < 180 * 2  # generous: the bar is 3 minutes on an idle 2-core machine
+
+
+def test_multi_crop_simclr_and_its_bad_input(tmp_path, capsys):
+    code, out, err = ccli(capsys, *TINY, "--epochs", "1", "--multi-crop", "2", "-o", tmp_path / "mc", "-q")
+    assert code == 0, err
+    from ccli.engine.checkpoint import load_checkpoint
+
+    state = load_checkpoint(out.strip())
+    assert state["config"]["multicrop_local"] == 2 and state["history"][0]["loss"] > 0
+    code, out, err = ccli(capsys, "pretrain", "--data", "digits", "--method", "moby", "--preset", "digits",
+                          "--multi-crop", "2", "-o", tmp_path / "never")
+    assert_bad_input(code, out, err, r"multi-crop .* only available with --method simclr")
+    assert not (tmp_path / "never").exists()
