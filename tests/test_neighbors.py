@@ -232,6 +232,19 @@ def test_cli_writes_artifact_reports_purity_and_hits_cache(tmp_path, monkeypatch
     assert report["purity"]["5"] == pytest.approx(neighbor_purity(ref_idx, labels))
 
 
+def test_exact_backends_share_a_key(tmp_path, monkeypatch, capsys, digits_like):
+    features, _, _ = digits_like
+    cache = tmp_path / "cache"
+    _, out, _ = run_cli(monkeypatch, capsys, ["neighbors", features, "-k", "5", "--backend", "torch", "--cache-dir", cache, "--json"])
+    first = json.loads(out)
+    _, out, _ = run_cli(monkeypatch, capsys, ["neighbors", features, "-k", "5", "--backend", "faiss", "--cache-dir", cache, "--json"])
+    second = json.loads(out)
+    assert first["backend"] == "torch" and second["cached"] is True and second["path"] == first["path"]
+    _, out, _ = run_cli(monkeypatch, capsys, ["neighbors", features, "-k", "5", "--index", "ivf", "--nlist", "4", "--cache-dir", cache, "--json"])
+    ivf = json.loads(out)
+    assert ivf["backend"] == "faiss" and ivf["cached"] is False and ivf["config"]["nprobe"] == 16
+
+
 def test_cli_out_option_and_l2(tmp_path, monkeypatch, capsys, digits_like):
     features, x, _ = digits_like
     out_path = tmp_path / "nb.h5"

@@ -30,6 +30,7 @@ class NeighborsResult:
     cached: bool
     n: int
     k: int
+    backend: str
     config: dict
     purity: dict[int, float] | None = None
     steps: list[dict] = field(default_factory=list)
@@ -211,7 +212,8 @@ def _summarise(path: Path, key: str, cached: bool, keyed: dict) -> NeighborsResu
         indices = art.read("indices")
         n, k = indices.shape
         labels = art.read("labels").astype(np.int64) if "labels" in art else None
-        result = NeighborsResult(path=path, key=key, cached=cached, n=n, k=k, config=keyed)
+        backend = str(art.attr("backend", ""))
+        result = NeighborsResult(path=path, key=key, cached=cached, n=n, k=k, backend=backend, config=keyed)
         if labels is None:
             return result
         result.purity = purity_at(indices, labels) or None

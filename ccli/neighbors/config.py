@@ -1,7 +1,9 @@
 """The `ccli neighbors` config: what goes into the content key, and its defaults.
 
-Only settings that can change the result are fields here; where the work runs (device,
-block sizes) is not, so the same neighbours computed on a GPU and on a CPU share a key.
+Where the work runs (device, block sizes) is not a field, and `keyed_config` drops the
+backend too: exact search gives the same neighbours from faiss and torch, and the
+approximate indexes exist only in faiss. So neighbours computed on a GPU server and on a
+laptop share a key; the artifact's `backend` attribute still records which one ran.
 """
 
 from __future__ import annotations
@@ -67,8 +69,9 @@ INDEX_FIELDS = {
 
 
 def keyed_config(config: dict) -> dict:
-    """The part of a resolved config (backend already resolved) that determines the result."""
+    """The part of a resolved config that determines the result (see the module docstring)."""
     out = dict(config)
+    out.pop("backend")
     for name in ("nlist", "nprobe", "hnsw_m", "ef_construction", "ef_search"):
         if name not in INDEX_FIELDS[out["index"]]:
             out.pop(name)
