@@ -122,31 +122,30 @@ class CBAMResNet(nn.Module):
 class CBAMSmallCNN(nn.Module):
     """The digits/MNIST SmallCNN (ccli.models.small_cnn) with a CBAM after every conv+BN.
 
-    Same stages, widths and pooling rule as SmallCNN, so the two differ only by attention and
-    a `cc` vs `dcacn` comparison on digits isolates what CBAM adds. CBAM sits after BN and
-    before the ReLU that ends the stage, mirroring its place in the ResNet block (after bn2,
-    before the addition and ReLU).
+    Built from a SmallCNN of the same arguments, so the two share stages, widths, strides and
+    pooling and differ only by attention; a `cc` vs `dcacn` comparison on digits then isolates
+    what CBAM adds. CBAM sits after BN and before the ReLU that ends the stage, mirroring its
+    place in the ResNet block (after bn2, before the addition and ReLU).
     """
 
     def __init__(self, in_channels: int = 1, image_size: int = 8, widths: Sequence[int] = (32, 64, 128),
                  attention: bool = True, **cbam_kwargs):
         super().__init__()
+        from ccli.models.small_cnn import SmallCNN
+
         # r = 16 would leave 2 hidden units at 32 channels; 8 keeps at least 4 (PROPOSED).
         cbam_kwargs.setdefault("reduction", 8)
+        base = SmallCNN(in_channels, image_size, widths)
         layers: list[nn.Module] = []
-        c_in = in_channels
-        for stage, width in enumerate(widths):
-            layers += [nn.Conv2d(c_in, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width)]
-            if attention:
-                layers.append(CBAM(width, **cbam_kwargs))
-            layers.append(nn.ReLU(inplace=True))
-            if stage < len(widths) - 1 and (stage > 0 or image_size >= 16):
-                layers.append(nn.MaxPool2d(2, ceil_mode=True))
-            c_in = width
+        for layer in base.features:
+            layers.append(layer)
+            if attention and isinstance(layer, nn.BatchNorm2d):
+                cbam = CBAM(layer.num_features, **cbam_kwargs)
+                _init_weights(cbam)
+                layers.append(cbam)
         self.features = nn.Sequential(*layers)
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.out_dim = int(widths[-1])
-        _init_weights(self)
+        self.pool = base.pool
+        self.out_dim = base.out_dim
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.flatten(self.pool(self.features(x)), 1)
