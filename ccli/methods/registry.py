@@ -21,7 +21,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -217,18 +217,10 @@ def resolve_inputs(inputs: Inputs) -> Inputs:
         path = Path(inputs.checkpoint)
         if not path.is_file():
             raise BadInput(f"--checkpoint {path} does not exist." if not path.exists() else f"--checkpoint {path} is not a file.")
-        inputs.keys.append(f"checkpoint:{_file_digest(path)}")
+        from ccli.engine.checkpoint import file_identity
+
+        inputs.keys.append(f"checkpoint:{file_identity(path)}")
     return inputs
-
-
-def _file_digest(path: Path) -> str:
-    import hashlib
-
-    h = hashlib.blake2b(digest_size=12)
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def resolve_num_clusters(requested: int, inputs: Inputs) -> int:
@@ -269,9 +261,6 @@ class RunContext:
     cache_dir: Path | None = None
     force: bool = False
     resume: bool = True
-    # Called with each epoch's evaluation labels: returns scores when targets are known. Methods
-    # log these for monitoring only; nothing selects checkpoints by them (no label leakage).
-    score: Callable[[np.ndarray], dict | None] = lambda labels: None
 
     @property
     def metrics_path(self) -> Path:
@@ -352,8 +341,7 @@ def train(method: str, inputs: Inputs, config: Any, *, out: Path | None = None, 
             for name in RUN_FILES + ("checkpoint.pt",):
                 (run_dir / name).unlink(missing_ok=True)
         _write_config(run_dir / "config.yaml", method, config, k, inputs, key)
-        ctx = RunContext(method, config, inputs, k, run_dir, device, cache_dir, force, resume,
-                         score=lambda labels: scores_for(inputs.targets, labels))
+        ctx = RunContext(method, config, inputs, k, run_dir, device, cache_dir, force, resume)
         prediction = module.run(ctx)
         scores = scores_for(inputs.targets, prediction.labels)
         _write_predictions(predictions, method, config, k, inputs, key, prediction)
