@@ -189,9 +189,13 @@ def bench_embed(images: np.ndarray, device: str, batch_size: int) -> dict:
 
 
 def throughput(args) -> None:
+    import torch
+
     from ccli import log
 
     log.set_verbosity(quiet=True)
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (args.batch_size * (args.steps + 1), 32, 32, 3), dtype=np.uint8)
     emit({"machine": machine()})
@@ -261,6 +265,7 @@ def main() -> None:
     t.add_argument("--batch-size", type=int, default=256)
     t.add_argument("--seconds", type=float, default=5.0, help="time per augmentation measurement")
     t.add_argument("--embed-images", type=int, default=2048)
+    t.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
     q = sub.add_parser("quality")
     q.add_argument("data")
     q.add_argument("--preset")
