@@ -235,3 +235,20 @@ def test_multi_crop_simclr_and_its_bad_input(tmp_path, capsys):
                           "--multi-crop", "2", "-o", tmp_path / "never")
     assert_bad_input(code, out, err, r"multi-crop .* only available with --method simclr")
     assert not (tmp_path / "never").exists()
+
+
+def test_every_pretrain_preset_parses_and_cites_a_source():
+    import yaml
+
+    from ccli.config import build_config, presets_root
+    from ccli.methods.pretrain import PretrainConfig, effective
+
+    files = sorted((presets_root() / "pretrain").glob("*.yaml"))
+    names = {f.stem for f in files}
+    assert {"simclr-digits", "moby-digits", "simclr-fashion-mnist"} <= names
+    for path in files:
+        for line in path.read_text().splitlines():
+            if line.strip() and not line.lstrip().startswith("#"):
+                assert "#" in line, f"{path.name}: '{line}' has no source comment"
+        config = effective(build_config(PretrainConfig, [(path.name, yaml.safe_load(path.read_text()))]))
+        assert path.stem.startswith(config.method + "-")
