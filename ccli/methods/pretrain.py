@@ -66,7 +66,7 @@ class PretrainConfig:
     """Every `--set` key of `ccli pretrain`; None means "the method's default" (see `effective`)."""
 
     method: str = "simclr"
-    backbone: str = "resnet18"
+    backbone: str = "auto"  # auto: small_cnn below 32 px, resnet18 (stem by size) from 32 px
     image_size: Optional[int] = None  # None: the dataset's native size
     # engine
     epochs: int = 100
@@ -282,7 +282,8 @@ def pretrain(cfg: PretrainConfig, data_spec: str, split: str = "all", out: Optio
     from ccli.models import backbone_entry
 
     cfg = effective(cfg)
-    backbone_entry(cfg.backbone)  # unknown names fail before any data is read
+    if cfg.backbone != "auto":
+        backbone_entry(cfg.backbone)  # unknown names fail before any data is read
     if cfg.batch_size < 2:
         raise BadInput(f"--batch-size {cfg.batch_size} is too small: contrastive losses need at least 2 images.")
     dist, device = init_distributed(cfg.device)
@@ -313,6 +314,8 @@ def _pretrain(cfg, data_spec, split, out, cache_dir, resume, force, dist, device
     n, h, w, c = dataset.images.shape
     if h != w:
         raise BadInput(f"--data {data_spec} has {h}×{w} images; square images are needed (set image_size=…).")
+    if cfg.backbone == "auto":
+        cfg = dataclasses.replace(cfg, backbone="small_cnn" if h < 32 else "resnet18")
     backbone_entry(cfg.backbone, c, h)
     if cfg.batch_size > n:
         raise BadInput(f"--batch-size {cfg.batch_size} is larger than the dataset ({n:,} images in {data_spec}).")
