@@ -41,7 +41,7 @@ def pretrain_command(
     data: Annotated[str, typer.Option("--data", help="Dataset spec, e.g. digits, fashion-mnist:DIR, cifar10:DIR.")] = "digits",
     split: SplitOpt = "all",
     method: Annotated[Optional[str], typer.Option("--method", "-m", help="simclr or moby [default: simclr].")] = None,
-    backbone: Annotated[Optional[str], typer.Option("--backbone", help="auto, small_cnn, resnet18/34/50[-cifar|-stl|-imagenet], cbam_… [default: the preset's, else auto: small_cnn below 32 px, resnet18 from 32 px].")] = None,
+    backbone: Annotated[Optional[str], typer.Option("--backbone", help="small_cnn, resnet18/34/50[-cifar|-stl|-imagenet], cbam_… [default: the preset's].")] = None,
     epochs: Annotated[Optional[int], typer.Option("--epochs", help="Training epochs [default: the preset's].")] = None,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Global batch size [default: the preset's].")] = None,
     multi_crop: Annotated[Optional[int], typer.Option("--multi-crop", help="Local crops per image (simclr; 0 = two views).")] = None,
