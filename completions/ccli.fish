@@ -34,7 +34,7 @@ complete -c ccli -n '__fish_seen_subcommand_from pretrain' -s h -l help -d 'Show
 complete -c ccli -n '__fish_seen_subcommand_from pretrain' -F
 complete -c ccli -n '__fish_seen_subcommand_from embed' -l data -r -F -d 'Dataset spec [default: the checkpoint\'s].'
 complete -c ccli -n '__fish_seen_subcommand_from embed' -l split -r -F -d 'train, test or all [default: the checkpoint\'s].'
-complete -c ccli -n '__fish_seen_subcommand_from embed' -l layer -r -F -d 'backbone (pooled features) or projector.'
+complete -c ccli -n '__fish_seen_subcommand_from embed' -l layer -r -F -d 'projector (the contrastive head output: the better clustering features) or backbone (pooled features).'
 complete -c ccli -n '__fish_seen_subcommand_from embed' -l views -r -F -d 'Comma list of clean, weak, strong.'
 complete -c ccli -n '__fish_seen_subcommand_from embed' -l draws -r -F -d 'Augmented draws per view.'
 complete -c ccli -n '__fish_seen_subcommand_from embed' -l batch-size -r -F -d 'Images per forward pass.'

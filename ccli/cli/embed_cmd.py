@@ -27,7 +27,7 @@ def embed_command(
     checkpoint: Annotated[Path, typer.Argument(help="Checkpoint written by ccli pretrain.")],
     data: Annotated[Optional[str], typer.Option("--data", help="Dataset spec [default: the checkpoint's].")] = None,
     split: Annotated[Optional[str], typer.Option("--split", help="train, test or all [default: the checkpoint's].")] = None,
-    layer: Annotated[str, typer.Option("--layer", help="backbone (pooled features) or projector.")] = "backbone",
+    layer: Annotated[str, typer.Option("--layer", help="projector (the contrastive head output: the better clustering features) or backbone (pooled features).")] = "projector",
     views: Annotated[str, typer.Option("--views", help="Comma list of clean, weak, strong.")] = "clean",
     draws: Annotated[int, typer.Option("--draws", help="Augmented draws per view.")] = 1,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Images per forward pass.")] = 512,

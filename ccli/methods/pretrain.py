@@ -476,7 +476,7 @@ def view_dataset_names(views: list[str], draws: int) -> list[tuple[str, str, int
     return out
 
 
-def embed(checkpoint, data_spec: Optional[str] = None, split: Optional[str] = None, layer: str = "backbone",
+def embed(checkpoint, data_spec: Optional[str] = None, split: Optional[str] = None, layer: str = "projector",
           views: str = "clean", draws: int = 1, batch_size: int = 512, device: str = "auto", seed: int = 0,
           out: Optional[Path] = None, cache_dir=None, force: bool = False, dtype: str = "float32",
           cutout: Optional[int] = None) -> tuple[Path, bool]:
