@@ -209,7 +209,7 @@ def test_tiny_run_writes_a_consistent_run_folder(cli, tmp_path, method):
     config = yaml.safe_load((out / "config.yaml").read_text())
     assert config["method"] == method and config["num_clusters"] == 10 and config["config"]["epochs"] == 2
     if method == "dcacn":
-        assert config["config"]["backbone"] == "cbam_small_cnn" and config["config"]["cluster_mode"] == "row"
+        assert config["config"]["backbone"] == "cbam_small_cnn" and config["config"]["cluster_mode"] == "column"
 
 
 def test_train_chains_into_eval_through_a_shell(tmp_path):
