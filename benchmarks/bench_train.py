@@ -106,7 +106,8 @@ def main() -> None:
         variants = {k: v for k, v in variants.items() if k in args.only.split(",")}
     seeds = [int(s) for s in args.seeds.split(",")]
     cache = args.cache_dir or Path(tempfile.mkdtemp(prefix="bench-train-"))
-    print(f"machine: {machine()}", file=sys.stderr)
+    host = machine()  # before any preset changes torch's thread count
+    print(f"machine: {host}", file=sys.stderr)
     print(f"load average before: {os.getloadavg()}", file=sys.stderr)
     rows = []
     for name, (method, sets) in variants.items():
@@ -119,14 +120,14 @@ def main() -> None:
                   file=sys.stderr, flush=True)
     print(f"load average after: {os.getloadavg()}", file=sys.stderr)
     budget = f"{args.epochs} epochs each" if args.epochs else "each method's digits preset"
-    print(f"\n{args.data}, {budget}, seeds {args.seeds}; machine: {machine()}\n")
+    print(f"\n{args.data}, {budget}, seeds {args.seeds}; machine: {host}\n")
     print("| variant | seed | ACC | NMI | ARI | wall s | load (1 min) |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['variant']} | {r['seed']} | {r['acc']:.3f} | {r['nmi']:.3f} | {r['ari']:.3f} | "
               f"{r['seconds']:.0f} | {r['load']:.1f} |")
     if args.json:
-        args.json.write_text(json.dumps({"machine": machine(), "budget": budget, "rows": rows}, indent=2))
+        args.json.write_text(json.dumps({"machine": host, "budget": budget, "rows": rows}, indent=2))
 
 
 if __name__ == "__main__":

@@ -143,9 +143,26 @@ def train_clusterer(ctx: RunContext, backbone_name: str, views: Sequence[Any],
     """
     import torch
 
+    from ccli.engine import resolve_device
+
+    config = ctx.config
+    device = resolve_device(ctx.device)
+    threads = torch.get_num_threads()
+    if device.type == "cpu" and config.threads > 0:
+        torch.set_num_threads(config.threads)
+    try:
+        return _train(ctx, backbone_name, views, loss_fn, extra_record, device)
+    finally:
+        torch.set_num_threads(threads)  # the caller (a benchmark, a test session) keeps its own setting
+
+
+def _train(ctx: RunContext, backbone_name: str, views: Sequence[Any], loss_fn: Callable[[list, list], dict],
+           extra_record: dict | None, device) -> Prediction:
+    import torch
+
     from ccli.data.augment import channel_stats, eval_view
     from ccli.data.gpu_augment import BatchAugmenter
-    from ccli.engine import EngineConfig, KnnMonitor, RunFiles, Task, fit, make_data_path, resolve_device
+    from ccli.engine import EngineConfig, KnnMonitor, RunFiles, Task, fit, make_data_path
     from ccli.engine.checkpoint import file_identity
     from ccli.models import build_backbone
     from ccli.models.cluster_heads import ContrastiveClusterer, predict_probabilities
@@ -154,10 +171,6 @@ def train_clusterer(ctx: RunContext, backbone_name: str, views: Sequence[Any],
     dataset = ctx.inputs.dataset
     n, h, w, c = dataset.images.shape
     size = view_size(config, dataset.images)
-    device = resolve_device(ctx.device)
-    if device.type == "cpu" and config.threads > 0:
-        torch.set_num_threads(config.threads)
-
     torch.manual_seed(config.seed)
     backbone = build_backbone(backbone_name, c, size)
     if config.normalize:
