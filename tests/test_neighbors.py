@@ -350,6 +350,30 @@ def test_multi_view_without_views_names_them(tmp_path, monkeypatch, capsys):
     )
 
 
+def test_multi_view_excludes_self(tmp_path, monkeypatch, capsys, digits_like):
+    features, _, _ = digits_like
+    _assert_bad(*run_cli(monkeypatch, capsys, ["neighbors", features, "--multi-view", "--include-self"]), "--include-self")
+
+
+def test_multi_view_strong_draws_must_exist(tmp_path, monkeypatch, capsys, digits_like):
+    features, _, _ = digits_like
+    _assert_bad(*run_cli(monkeypatch, capsys, ["neighbors", features, "-k", "5", "--multi-view", "--strong-draws", "3"]),
+                "1 draw(s) of the 'strong' view", "ccli embed --views")
+
+
+def test_multi_view_averages_numbered_draws(tmp_path, monkeypatch, capsys):
+    x, labels = blobs(n=120, d=8)
+    rng = np.random.default_rng(8)
+    views = {f"strong_{d}": x + 0.2 * rng.standard_normal(x.shape) for d in range(2)}
+    views["weak"] = x
+    features = write_features(tmp_path / "draws.h5", x, labels, views)
+    args = ["neighbors", features, "-k", "4", "--multi-view", "--strong-draws", "2", "--filter-head", "kmeans", "--json", "-q"]
+    code, out, err = run_cli(monkeypatch, capsys, args)
+    assert code == 0, err
+    with open_artifact(json.loads(out)["path"], "neighbors") as art:
+        assert json.loads(art.h5["steps/strong"].attrs["views"]) == ["views/strong_0", "views/strong_1"]
+
+
 def test_multi_view_without_labels_needs_clusters(tmp_path, monkeypatch, capsys):
     x, _ = blobs(n=50)
     features = write_features(tmp_path / "nolabels.h5", x, None, views={"weak": x, "strong": x})

@@ -52,8 +52,10 @@ def resolve_config(art, cfg: NeighborsConfig, device: str) -> NeighborsConfig:
     check_k(cfg.k, n, str(art.path))
     cfg = replace(cfg, backend=resolve_backend(cfg.backend, cfg.index, device))
     if cfg.multi_view:
-        from ccli.neighbors.multiview import CascadeParams, check_cascade
+        from ccli.neighbors.multiview import check_cascade
 
+        if cfg.include_self:
+            raise BadInput("--include-self cannot be combined with --multi-view: every cascade step excludes the point itself.")
         require_views(art, ("strong", "weak"), draws={"strong": cfg.strong_draws})
         if cfg.clusters == 0:
             labels = read_labels(art)
