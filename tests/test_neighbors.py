@@ -181,6 +181,21 @@ def test_filter_scores_by_hand():
     np.testing.assert_allclose(confidence[0], [0.8, 0.7])
 
 
+def test_scan_objective_by_hand():
+    import math
+
+    import torch
+
+    from ccli.neighbors.multiview import scan_objective
+
+    # Confident, agreeing, balanced predictions: consistency ≈ 0, entropy of the mean = log 2.
+    logits = torch.tensor([[20.0, 0.0], [0.0, 20.0]])
+    assert scan_objective(logits, logits, 5.0).item() == pytest.approx(-5 * math.log(2), abs=1e-6)
+    # Uniform predictions: ⟨p, p⟩ = 1/2 → −log(1/2); entropy log 2.
+    flat = torch.zeros(3, 2)
+    assert scan_objective(flat, flat, 1.0).item() == pytest.approx(math.log(2) - math.log(2), abs=1e-6)
+
+
 def test_strong_rerank_averages_draws():
     rng = np.random.default_rng(6)
     tables = [rng.standard_normal((30, 4)).astype(np.float32) for _ in range(2)]

@@ -186,8 +186,6 @@ def build_head(dim: int, hidden: int, clusters: int):
 
 def train_scan_head(clean: np.ndarray, neighbors: np.ndarray, params: CascadeParams):
     """`--filter-head scan_warmup`: train Φ_c with the SCAN loss on cached clean features and N_2q."""
-    import torch
-
     from ccli.neighbors.knn import small_kernel_threads, torch_device
 
     device = torch_device(params.device)
