@@ -123,7 +123,8 @@ def _print_purity(result) -> None:
     if result.purity is None:
         log.debug("no labels: neighbour purity not reported.")
         return
-    table = Table(title=f"neighbour purity ({result.n:,} points)", title_justify="left")
+    title = f"neighbour purity ({result.n:,} points)"
+    table = Table(title=title, title_justify="left", min_width=len(title))
     if result.steps:
         for name in ("step", "views", "k", "purity"):
             table.add_column(name, justify="left" if name in ("step", "views") else "right")
