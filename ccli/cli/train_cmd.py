@@ -22,7 +22,10 @@ from ccli.cli.common import (
     setup,
 )
 
-PathOpt = lambda flag, what: Annotated[Optional[Path], typer.Option(flag, help=what)]  # noqa: E731
+
+
+def _path_option(flag: str, what: str):
+    return Annotated[Optional[Path], typer.Option(flag, help=what)]
 
 
 def register(app: typer.Typer) -> None:
@@ -42,10 +45,10 @@ def train_command(
     list_methods: Annotated[bool, typer.Option("--list", help="List the methods and what each needs.")] = False,
     data: Annotated[Optional[str], typer.Option("--data", help="Dataset spec, e.g. digits, fashion-mnist:DIR.")] = None,
     split: SplitOpt = "all",
-    checkpoint: PathOpt("--checkpoint", "Checkpoint to start the backbone from (ccli pretrain).") = None,
-    features: PathOpt("--features", "Features artifact (ccli embed).") = None,
-    neighbors: PathOpt("--neighbors", "Neighbours artifact (ccli neighbors).") = None,
-    graph: PathOpt("--graph", "Graph artifact (ccli graph).") = None,
+    checkpoint: _path_option("--checkpoint", "Checkpoint to start the backbone from (ccli pretrain).") = None,
+    features: _path_option("--features", "Features artifact (ccli embed).") = None,
+    neighbors: _path_option("--neighbors", "Neighbours artifact (ccli neighbors).") = None,
+    graph: _path_option("--graph", "Graph artifact (ccli graph).") = None,
     num_clusters: Annotated[
         Optional[int], typer.Option("--k", "--num-clusters", help="Number of clusters [default: the dataset's classes].")
     ] = None,
