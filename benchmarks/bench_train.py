@@ -63,7 +63,9 @@ def run_variant(method: str, sets: list[str], data: str, epochs: int | None, see
     sets = list(sets) + [f"seed={seed}"]
     if epochs is not None and method in ("cc", "dcacn"):
         sets.append(f"epochs={epochs}")
-    if epochs is not None and method == "kmeans":
+    if method == "kmeans":
+        # The pretraining recipe carries its own seed; without this every kmeans seed would
+        # reuse one cached pretraining and only the k-means initialisation would vary.
         sets.append(f"pretrain_preset={_pretrain_recipe(cache, epochs, seed)}")
     config = registry.resolve_method_config(module, method, "digits" if data == "digits" else None, sets)
     inputs = registry.Inputs(data=data)
@@ -73,14 +75,16 @@ def run_variant(method: str, sets: list[str], data: str, epochs: int | None, see
     return {"seconds": elapsed, **{k: result.scores[k] for k in ("acc", "nmi", "ari")}}
 
 
-def _pretrain_recipe(cache: Path, epochs: int, seed: int) -> Path:
-    """presets/pretrain/simclr-digits.yaml with the epoch budget (and seed) of this benchmark."""
+def _pretrain_recipe(cache: Path, epochs: int | None, seed: int) -> Path:
+    """presets/pretrain/simclr-digits.yaml with this benchmark's seed (and epoch budget, if any)."""
     import yaml
 
     from ccli.config import preset_path
 
     recipe = yaml.safe_load(preset_path("pretrain", "simclr-digits").read_text())
-    recipe.update(epochs=epochs, seed=seed)
+    recipe["seed"] = seed
+    if epochs is not None:
+        recipe["epochs"] = epochs
     path = cache / f"simclr-digits-{epochs}-{seed}.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(recipe))
