@@ -64,6 +64,7 @@ complete -c ccli -n '__fish_seen_subcommand_from neighbors' -l clusters -s C -r 
 complete -c ccli -n '__fish_seen_subcommand_from neighbors' -l filter-head -r -F -d 'scan_warmup or kmeans. [default: scan_warmup]'
 complete -c ccli -n '__fish_seen_subcommand_from neighbors' -l filter-score -r -F -d 'dot, anchor_class or confidence. [default: dot]'
 complete -c ccli -n '__fish_seen_subcommand_from neighbors' -l strong-mode -r -F -d 'both or anchor_only. [default: both]'
+complete -c ccli -n '__fish_seen_subcommand_from neighbors' -l strong-draws -r -F -d 'Strong-view draws to average (ccli embed --draws). [default: 1]'
 complete -c ccli -n '__fish_seen_subcommand_from neighbors' -l mult1 -r -F -d 'Step-1 candidates = mult1·k. [default: 4]'
 complete -c ccli -n '__fish_seen_subcommand_from neighbors' -l mult2 -r -F -d 'Step-2 candidates = mult2·k. [default: 2]'
 complete -c ccli -n '__fish_seen_subcommand_from neighbors' -l block-rows -r -F -d 'Query rows per search block (0 = automatic, memory-bounded).'
