@@ -114,6 +114,12 @@ def _coerce(value: Any, annotation: Any, key: str, source: str) -> Any:
             raise BadInput(f"{source} {key}={value!r} must be an integer.")
         return int(value)
     if annotation is float:
+        if isinstance(value, str):
+            # YAML 1.1 reads "2e-3" (no dot) as a string; a float field accepts it anyway.
+            try:
+                value = float(value)
+            except ValueError:
+                pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise BadInput(f"{source} {key}={value!r} must be a number.")
         return float(value)

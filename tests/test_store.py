@@ -217,3 +217,17 @@ def test_cache_bad_input(cli, tmp_path):
     assert_bad_input(cli("cache", "ls", "--kind", "bogus"), "--kind bogus")
     assert_bad_input(cli("cache", "info", "deadbeef"), "deadbeef")
     assert_bad_input(cli("cache", "gc", "--max-size", "lots"), "--max-size lots")
+
+
+def test_set_float_accepts_yaml_exponent_without_dot():
+    from dataclasses import dataclass
+
+    from ccli.config import build_config, parse_sets
+
+    @dataclass
+    class Config:
+        lr: float = 1.0
+
+    assert build_config(Config, [("--set", parse_sets(["lr=2e-3"]))]).lr == 0.002
+    with pytest.raises(BadInput, match="must be a number"):
+        build_config(Config, [("--set", parse_sets(["lr=fast"]))])

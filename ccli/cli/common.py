@@ -13,6 +13,8 @@ from typing import Annotated, Any, List, Optional
 
 import typer
 
+from ccli.jsonable import json_default
+
 QuietOpt = Annotated[bool, typer.Option("-q", "--quiet", help="Only errors on stderr.")]
 VerboseOpt = Annotated[bool, typer.Option("-v", "--verbose", help="More detail on stderr.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print a machine-readable result on stdout.")]
@@ -47,17 +49,5 @@ def emit_path(path: Path | str) -> None:
 
 
 def emit_json(payload: Any) -> None:
-    sys.stdout.write(json.dumps(payload, indent=2, sort_keys=False, default=_json_default) + "\n")
+    sys.stdout.write(json.dumps(payload, indent=2, sort_keys=False, default=json_default) + "\n")
     sys.stdout.flush()
-
-
-def _json_default(value):
-    import numpy as np
-
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")

@@ -26,6 +26,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from ccli.errors import BadInput
+from ccli.jsonable import json_default
 
 # Input kind -> the option that supplies it. Order is the pipeline's order.
 INPUT_OPTIONS: dict[str, str] = {
@@ -347,9 +348,9 @@ def train(method: str, inputs: Inputs, config: Any, *, out: Path | None = None, 
         _write_predictions(predictions, method, config, k, inputs, key, prediction)
         final = {"final": True, **prediction.summary, **({k_: v for k_, v in scores.items()} if scores else {})}
         with open(ctx.metrics_path, "a") as fh:
-            fh.write(json.dumps(final, default=_json_default) + "\n")
+            fh.write(json.dumps(final, default=json_default) + "\n")
         if scores is not None:
-            (run_dir / "scores.json").write_text(json.dumps(scores, indent=2, default=_json_default) + "\n")
+            (run_dir / "scores.json").write_text(json.dumps(scores, indent=2, default=json_default) + "\n")
     return RunResult(run_dir, predictions, scores)
 
 
@@ -413,14 +414,3 @@ def _write_predictions(path: Path, method: str, config: Any, k: int, inputs: Inp
             writer.write("probs", np.asarray(prediction.probs, dtype=np.float32))
         if inputs.targets is not None:
             writer.write("targets", np.asarray(inputs.targets, dtype=np.int64))
-
-
-def _json_default(value):
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
-
