@@ -181,12 +181,12 @@ def test_filter_scores_by_hand():
     np.testing.assert_allclose(confidence[0], [0.8, 0.7])
 
 
-def test_scan_objective_by_hand():
+def test_scan_loss_by_hand():
     import math
 
     import torch
 
-    from ccli.neighbors.multiview import scan_objective
+    from ccli.losses.scan import batch_entropy, scan_consistency, scan_loss as scan_objective
 
     # Confident, agreeing, balanced predictions: consistency ≈ 0, entropy of the mean = log 2.
     logits = torch.tensor([[20.0, 0.0], [0.0, 20.0]])
@@ -194,6 +194,11 @@ def test_scan_objective_by_hand():
     # Uniform predictions: ⟨p, p⟩ = 1/2 → −log(1/2); entropy log 2.
     flat = torch.zeros(3, 2)
     assert scan_objective(flat, flat, 1.0).item() == pytest.approx(math.log(2) - math.log(2), abs=1e-6)
+    # Terms on their own: ⟨(.8,.2),(.5,.5)⟩ = .5 and ⟨(.1,.9),(.3,.7)⟩ = .66; mean p̄ = (.45, .55).
+    pa = torch.tensor([[0.8, 0.2], [0.1, 0.9]])
+    pn = torch.tensor([[0.5, 0.5], [0.3, 0.7]])
+    assert scan_consistency(pa, pn).item() == pytest.approx(-(math.log(0.5) + math.log(0.66)) / 2, rel=1e-6)
+    assert batch_entropy(pa).item() == pytest.approx(-(0.45 * math.log(0.45) + 0.55 * math.log(0.55)), rel=1e-6)
 
 
 def test_strong_rerank_averages_draws():

@@ -164,19 +164,6 @@ def _blocked_softmax(x: np.ndarray, logits_of) -> np.ndarray:
     return out
 
 
-def scan_objective(anchor_logits, neighbor_logits, entropy_weight: float):
-    """SCAN loss (scanplus.md §6.2, Eq. 14-15): −mean log⟨p_a, p_n⟩ − λ·H(mean_batch p_a)."""
-    import torch
-
-    p_anchor = torch.softmax(anchor_logits, dim=1)
-    p_neighbor = torch.softmax(neighbor_logits, dim=1)
-    agreement = (p_anchor * p_neighbor).sum(1).clamp_min(1e-7)
-    consistency = -torch.log(agreement).mean()
-    mean_p = p_anchor.mean(0).clamp_min(1e-8)
-    entropy = -(mean_p * torch.log(mean_p)).sum()
-    return consistency - entropy_weight * entropy
-
-
 def build_head(dim: int, hidden: int, clusters: int):
     """Φ_c: Linear → BN → ReLU → Linear(C) (scanplus.md §5.3.6; no projector weights to start from here)."""
     import torch.nn as nn
@@ -196,6 +183,8 @@ def train_scan_head(clean: np.ndarray, neighbors: np.ndarray, params: CascadePar
 def _train_scan_head(clean: np.ndarray, neighbors: np.ndarray, params: CascadeParams, device):
     import torch
 
+    from ccli.losses.scan import scan_loss
+
     generator = torch.Generator().manual_seed(params.seed)
     torch.manual_seed(params.seed)
     head = build_head(clean.shape[1], params.head_hidden, params.clusters).to(device)
@@ -214,7 +203,7 @@ def _train_scan_head(clean: np.ndarray, neighbors: np.ndarray, params: CascadePa
             neighbor_idx = nbrs[idx, pick]
             # One forward for anchors and neighbours: BN sees one batch, as in SCAN.
             logits = head(torch.cat([feats[idx], feats[neighbor_idx]]).to(device))
-            loss = scan_objective(logits[: len(idx)], logits[len(idx) :], params.head_entropy_weight)
+            loss = scan_loss(logits[: len(idx)], logits[len(idx) :], params.head_entropy_weight)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()

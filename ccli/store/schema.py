@@ -12,7 +12,7 @@ SCHEMA_VERSION = 1
 KINDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "features": (("features", "labels", "index"), ("views",)),
     "neighbors": (("indices", "scores"), ("labels", "steps")),
-    "graph": (("indptr", "indices", "data"), ("weights", "labels")),
+    "graph": (("indptr", "indices", "data"), ("weights", "labels", "laplacian")),
     "predictions": (("labels", "index"), ("probs", "targets")),
 }
 

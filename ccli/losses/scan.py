@@ -1,0 +1,30 @@
+"""The SCAN clustering objective (Van Gansbeke et al., ECCV 2020), used by scan+ (scanplus.md §6.2).
+
+scan+ Eq. 14-15: an anchor and one of its mined neighbours should get the same cluster
+(−log of the dot product of their probability vectors), while an entropy bonus on the
+batch-mean prediction keeps every cluster in use. The scan+ filter head (§5.3.6) and the
+stage-3 clustering model train on the same objective.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def scan_consistency(p_anchor: torch.Tensor, p_neighbor: torch.Tensor) -> torch.Tensor:
+    """Eq. 14, first term: −(1/B) Σ_i log⟨p_i, p_j(i)⟩ (the clamp only guards log 0)."""
+    agreement = (p_anchor * p_neighbor).sum(1).clamp_min(1e-7)
+    return -torch.log(agreement).mean()
+
+
+def batch_entropy(p: torch.Tensor) -> torch.Tensor:
+    """Eq. 15: H(p̄) = −Σ_c p̄_c log p̄_c with p̄ the batch-mean prediction."""
+    mean_p = p.mean(0).clamp_min(1e-8)
+    return -(mean_p * torch.log(mean_p)).sum()
+
+
+def scan_loss(anchor_logits: torch.Tensor, neighbor_logits: torch.Tensor, entropy_weight: float) -> torch.Tensor:
+    """Eq. 14-15: consistency − λ·H(mean anchor prediction) (λ = 5 in scan+ §6.2)."""
+    p_anchor = torch.softmax(anchor_logits, dim=1)
+    p_neighbor = torch.softmax(neighbor_logits, dim=1)
+    return scan_consistency(p_anchor, p_neighbor) - entropy_weight * batch_entropy(p_anchor)
