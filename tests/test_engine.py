@@ -294,6 +294,42 @@ def test_metrics_lines_and_knn_monitor(tmp_path):
     assert lines[-1]["knn_acc"] > 0.5
 
 
+def test_epoch_metrics_hook_runs_every_eval_every_epochs_without_changing_training(tmp_path):
+    import json
+
+    from ccli.data.augment import simclr_view
+    from ccli.engine import EngineConfig, RunFiles, fit, make_data_path
+
+    images, labels = _digits_subset()
+    calls = []
+
+    def run(folder, hook):
+        task = _tiny_task()
+        if hook:
+            def epoch_metrics(device):
+                # eval mode and no autograd, so BatchNorm statistics and weights stay as trained
+                calls.append((task.model.training, torch.is_grad_enabled()))
+                weight = task.model.backbone[1].weight
+                return {"acc": 0.25, "weight_sum": weight.sum()}
+
+            task.epoch_metrics = epoch_metrics
+        data = make_data_path("gpu", images, labels, [simclr_view(8, 1)] * 2, [0.3], [0.4], 64, "cpu", seed=3)
+        cfg = EngineConfig(epochs=5, batch_size=64, optimizer="sgd", lr=0.01, seed=3, eval_every=2)
+        files = RunFiles.for_output(folder)
+        fit(task, data, cfg, files, config_record={})
+        return task.model.state_dict(), [json.loads(x) for x in files.metrics.read_text().splitlines()]
+
+    plain, _ = run(tmp_path / "plain", False)
+    hooked, lines = run(tmp_path / "hooked", True)
+    assert calls == [(False, False)] * 3
+    assert [line["epoch"] for line in lines if "acc" in line] == [2, 4, 5]  # every 2nd and the last
+    for line in lines:
+        if "acc" in line:
+            assert line["acc"] == 0.25 and isinstance(line["weight_sum"], float)
+    for key in plain:
+        torch.testing.assert_close(hooked[key], plain[key], atol=0, rtol=0)
+
+
 # ------------------------------------------------------------------------------------------
 # DDP: two gloo processes equal one process with the same global batch
 # ------------------------------------------------------------------------------------------

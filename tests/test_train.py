@@ -229,6 +229,33 @@ def test_train_chains_into_eval_through_a_shell(tmp_path):
     assert json.loads(scored.stdout)["acc"] == stored["acc"]
 
 
+@pytest.mark.parametrize("method", ["cc", "dcacn"])
+def test_epoch_records_carry_the_cluster_heads_scores(cli, tmp_path, method):
+    out = tmp_path / method
+    result = cli("train", "--method", method, *TINY[:-1], "--epochs", "3", "--set", "eval_every=2", "-q", "-o", out)
+    assert result.code == 0, result.err
+    lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    epochs = [line for line in lines if "final" not in line]
+    # every eval_every-th epoch and the last one
+    assert [("acc" in line) for line in epochs] == [False, True, True]
+    for line in epochs[1:]:
+        assert {"nmi", "ari"} <= set(line)
+        assert 0.0 <= line["acc"] <= 1.0 and 0.0 <= line["nmi"] <= 1.0 and -0.5 <= line["ari"] <= 1.0
+    scored = cli("eval", out / "predictions.h5", "--json")
+    assert scored.code == 0, scored.err
+    final = json.loads(scored.out)
+    for key in ("acc", "nmi", "ari"):
+        assert epochs[-1][key] == pytest.approx(final[key], abs=1e-12)
+
+
+def test_eval_every_zero_writes_no_cluster_scores(cli, tmp_path):
+    out = tmp_path / "run"
+    assert cli("train", "--method", "cc", *TINY, "--set", "eval_every=0", "-o", out).code == 0
+    lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert not any("acc" in line for line in lines if "final" not in line)
+    assert "acc" in lines[-1]  # the final record still scores the predictions
+
+
 def test_interrupted_run_resumes_from_its_checkpoint(cli, tmp_path):
     out = tmp_path / "run"
     assert cli("train", "--method", "cc", *TINY, "-o", out).code == 0
@@ -241,6 +268,12 @@ def test_interrupted_run_resumes_from_its_checkpoint(cli, tmp_path):
     again = _read_run(out)
     assert (again["labels"] == first["labels"]).all()
     np.testing.assert_allclose(again["probs"], first["probs"], atol=1e-6)
+    # The resumed process trains nothing and predicts afresh from the checkpoint; the last epoch's
+    # record, written by the first process's in-training pass, scores the same labels.
+    lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    last_epoch = [line for line in lines if "final" not in line][-1]
+    stored = json.loads((out / "scores.json").read_text())
+    assert last_epoch["epoch"] == 2 and last_epoch["acc"] == pytest.approx(stored["acc"], abs=1e-12)
 
 
 @pytest.fixture(scope="module")

@@ -6,15 +6,19 @@ A method hands the engine three things and gets a trained model and a run folder
    queues as buffers), `trainable` (the sub-module the optimiser updates; it is DDP-wrapped and
    optionally compiled), `loss_step(net, batch, ctx) -> {"loss": tensor, other scalars}` which
    must call `net` (the wrapped `trainable`) exactly once per step so DDP syncs gradients,
-   optional `after_step(ctx)` (runs after the optimiser step: EMA updates) and optional
-   `embed(images) -> features` (for the kNN monitor);
+   optional `after_step(ctx)` (runs after the optimiser step: EMA updates), optional
+   `embed(images) -> features` (for the kNN monitor) and optional `epoch_metrics(device) -> dict`
+   (task-specific scores of the model in eval mode, e.g. a cluster head's ACC/NMI/ARI, merged
+   into the epoch's record every `eval_every` epochs and after the last one);
 2. a data path (`ccli.engine.datapath`), whose `batches(epoch)` yields {"views", "index", "labels"};
 3. an `EngineConfig` (optimiser, schedule, epochs, precision, seed, …) and a `RunFiles`.
 
 The engine then does: seeding, device placement, channels_last, bf16 autocast on GPU,
 `torch.compile`, DDP (under torchrun), the per-step LR schedule, NaN detection, an atomic
 checkpoint at the end of every epoch, exact `--resume`, one JSON line per epoch in
-metrics.jsonl, rich progress on stderr, and the kNN monitor when labels exist.
+metrics.jsonl, rich progress on stderr, the kNN monitor when labels exist, and the task's own
+`epoch_metrics`. Neither evaluation changes the training: both run without gradients in eval
+mode (no BatchNorm statistics move) and the global RNG is reseeded at the next epoch.
 
 Determinism: the global RNG is reseeded from (seed, epoch, rank) at the start of every epoch
 and the data paths derive their randomness from the same numbers, so resuming from the
@@ -37,7 +41,8 @@ from ccli.errors import BadInput, CcliError
 
 # Config keys that change how fast or where a run happens, not what it computes; a resumed
 # run may change them freely.
-RUNTIME_KEYS = frozenset({"device", "compile", "workers", "threads", "knn_every", "knn_samples", "knn_k", "channels_last"})
+RUNTIME_KEYS = frozenset({"device", "compile", "workers", "threads", "knn_every", "knn_samples", "knn_k", "channels_last",
+                          "eval_every"})
 
 
 @dataclass
@@ -62,6 +67,7 @@ class EngineConfig:
     knn_every: int = 1  # epochs between kNN-monitor evaluations; 0 disables
     knn_samples: int = 5000
     knn_k: int = 20
+    eval_every: int = 1  # epochs between Task.epoch_metrics evaluations (and after the last); 0 disables
 
     @classmethod
     def from_config(cls, config: Any, **overrides) -> "EngineConfig":
@@ -91,6 +97,7 @@ class Task:
     loss_step: Callable[[Any, dict, StepContext], Mapping[str, Any]]
     after_step: Optional[Callable[[StepContext], None]] = None
     embed: Optional[Callable[[Any], Any]] = None
+    epoch_metrics: Optional[Callable[[Any], Mapping[str, float]]] = None  # device -> scores merged into the record
     param_groups: Optional[list] = None  # optimiser param groups; default: trainable's parameters
 
 
@@ -264,6 +271,12 @@ def fit(task: Task, data, cfg: EngineConfig, files: RunFiles, *, config_record: 
                 task.model.eval()
                 record["knn_acc"] = monitor(task.embed, device, lambda: autocast(device, amp_dtype))
                 task.model.train()
+            if (task.epoch_metrics is not None and cfg.eval_every > 0 and dist.is_main
+                    and (epoch % cfg.eval_every == 0 or epoch == cfg.epochs)):
+                task.model.eval()
+                with torch.no_grad():
+                    record.update({k: float(v) for k, v in task.epoch_metrics(device).items()})
+                task.model.train()
             if not all(math.isfinite(v) for v in record.values() if isinstance(v, float)):
                 raise CcliError(_nan_message(epoch, step, files.checkpoint, start_epoch, history))
             history.append(record)
@@ -272,8 +285,9 @@ def fit(task: Task, data, cfg: EngineConfig, files: RunFiles, *, config_record: 
                     fh.write(json.dumps(record) + "\n")
                 save(epoch, epoch == cfg.epochs)
                 knn = f"  knn {record['knn_acc']:.3f}" if "knn_acc" in record else ""
+                scores = "".join(f"  {k} {record[k]:.3f}" for k in ("acc", "nmi", "ari") if k in record)
                 log.info(f"epoch {epoch}/{cfg.epochs}  loss {record['loss']:.4f}  lr {record['lr']:.3g}"
-                         f"  {record['images_per_s']:.0f} img/s{knn}")
+                         f"  {record['images_per_s']:.0f} img/s{knn}{scores}")
     if dist.is_main and start_epoch >= cfg.epochs:
         save(cfg.epochs, True)
     return FitResult(files.checkpoint, history, start_epoch)

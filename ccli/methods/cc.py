@@ -7,8 +7,8 @@ Defaults are CC's code (dcacn.md §9.3): ResNet-34 with the ImageNet stem at 224
 batch 256, 1000 epochs, τ_I 0.5, τ_C 1.0, seed 42, no input normalisation.
 
 `train_clusterer` is the part every method of this family shares: model and data path on
-the engine, resume, the kNN monitor, and the final cluster-head pass; a method supplies its
-views, its backbone and its loss.
+the engine, resume, the kNN monitor, the per-epoch cluster metrics, and the final cluster-head
+pass; a method supplies its views, its backbone and its loss.
 """
 
 from __future__ import annotations
@@ -47,6 +47,9 @@ class Config:
     knn_every: int = 10  # epochs between kNN-monitor evaluations of the backbone (0 = off)
     knn_samples: int = 5000
     knn_k: int = 20
+    # epochs between cluster-head ACC/NMI/ARI on the training set in metrics.jsonl (labelled data;
+    # 0 = off): one eval-mode pass over the images, about 1/6 of a two-view training epoch
+    eval_every: int = 10
     threads: int = 0  # torch intra-op threads on CPU; 0 keeps torch's default
     workers: int = -1
     augment_on: str = "gpu"  # gpu: batched on the training device (CPU tensors too) | cpu: per-sample workers
@@ -190,7 +193,26 @@ def _train(ctx: RunContext, backbone_name: str, views: Sequence[Any], loss_fn: C
         hs, ps = net(batch["views"])
         return loss_fn(hs, ps)
 
-    task = Task(model=model, trainable=model, loss_step=loss_step, embed=lambda x: model.backbone(x))
+    clean = BatchAugmenter([eval_view(size)], mean, std)
+
+    def predict(device) -> np.ndarray:
+        generator = torch.Generator(device=device)
+        return predict_probabilities(model, dataset.images, lambda x: clean(x, generator)[0], device,
+                                     config.eval_batch_size)
+
+    # The last epoch's pass is the final prediction: keep it rather than run it twice.
+    evaluated: dict[str, np.ndarray] = {}
+
+    def epoch_metrics(device) -> dict:
+        """ACC/NMI/ARI of the cluster head's argmax over the training set, scored as the final labels are."""
+        from ccli.methods.registry import scores_for
+
+        evaluated["probs"] = predict(device)
+        scores = scores_for(dataset.labels, evaluated["probs"].argmax(1))
+        return {k: scores[k] for k in ("acc", "nmi", "ari")}
+
+    task = Task(model=model, trainable=model, loss_step=loss_step, embed=lambda x: model.backbone(x),
+                epoch_metrics=epoch_metrics if dataset.has_labels else None)
     data = make_data_path(config.augment_on, dataset.images, dataset.labels, views, mean, std, config.batch_size,
                           device, config.seed, drop_last=True, workers=config.workers)
     monitor = None
@@ -219,10 +241,9 @@ def _train(ctx: RunContext, backbone_name: str, views: Sequence[Any], loss_fn: C
     fit(task, data, EngineConfig.from_config(config, device=ctx.device), files, config_record=record,
         checkpoint_extra=extra, resume=resume, monitor=monitor, device=device)
 
-    clean = BatchAugmenter([eval_view(size)], mean, std)
-    generator = torch.Generator(device=device)
-    probs = predict_probabilities(model, dataset.images, lambda x: clean(x, generator)[0], device,
-                                  config.eval_batch_size)
+    # fit() evaluates after the last epoch whenever it evaluates at all; a resumed run whose
+    # checkpoint was already complete trains no epoch and evaluates nothing here.
+    probs = evaluated["probs"] if "probs" in evaluated else predict(device)
     labels = probs.argmax(1).astype(np.int64)
     used = int(len(np.unique(labels)))
     if used < ctx.num_clusters:
