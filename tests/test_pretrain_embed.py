@@ -252,3 +252,25 @@ def test_every_pretrain_preset_parses_and_cites_a_source():
                 assert "#" in line, f"{path.name}: '{line}' has no source comment"
         config = effective(build_config(PretrainConfig, [(path.name, yaml.safe_load(path.read_text()))]))
         assert path.stem.startswith(config.method + "-")
+
+
+def test_embed_views_flip_only_when_pretraining_did(trained, tmp_path, capsys):
+    """A digits model never saw mirrored digits (flip_p 0), so its weak/strong views must not flip them."""
+    from dataclasses import replace
+
+    from ccli.data.augment import strong_view, weak_view
+    from ccli.data.gpu_augment import BatchAugmenter
+
+    code, out, err = ccli(capsys, "embed", trained, "--views", "weak", "-o", tmp_path / "w.h5", "-q")
+    assert code == 0, err
+    with h5py.File(out.strip()) as f:
+        import yaml
+
+        assert yaml.safe_load(f.attrs["config"])["view_flip_p"] == 0.0
+    assert strong_view(8, flip_p=0.0).flip_p == 0.0 and weak_view(8).flip_p == 0.5
+    # With the shift switched off, the weak view is the image itself, or its mirror when flip_p is 1.
+    image = torch.arange(64, dtype=torch.uint8).reshape(1, 1, 8, 8) * 3
+    for flip_p, expected in ((0.0, image), (1.0, image.flip(-1))):
+        augment = BatchAugmenter([replace(weak_view(8, flip_p=flip_p), shift=0.0)], [0.0], [1.0])
+        view = augment(image, torch.Generator().manual_seed(0))[0]
+        np.testing.assert_allclose(view.numpy(), expected.float().numpy() / 255, atol=1e-6)

@@ -135,10 +135,11 @@ def multicrop_views(size: int, channels: int = 3, n_global: int = 2, n_local: in
     return [glob] * n_global + [loc] * n_local
 
 
-def weak_view(size: int) -> ViewAug:
+def weak_view(size: int, flip_p: float = 0.5) -> ViewAug:
     """FixMatch's weak augmentation, the scan+ β (scanplus.md §5.1): flip, then a random
-    translation of up to 12.5% of the side with reflect padding."""
-    return ViewAug(size=size, geometry="shift", shift=0.125, flip_p=0.5)
+    translation of up to 12.5% of the side with reflect padding. `flip_p` 0 drops the flip
+    for data whose mirror image is another class (digits)."""
+    return ViewAug(size=size, geometry="shift", shift=0.125, flip_p=flip_p)
 
 
 def default_cutout(size: int) -> int:
@@ -146,10 +147,10 @@ def default_cutout(size: int) -> int:
     return {32: 16, 96: 32, 224: 75}.get(size, max(1, size // 3))
 
 
-def strong_view(size: int, n_ops: int = 4, cutout: int | None = None) -> ViewAug:
+def strong_view(size: int, n_ops: int = 4, cutout: int | None = None, flip_p: float = 0.5) -> ViewAug:
     """The scan+ strong augmentation α (scanplus.md §5.1, §8): flip and shift, RandAugment with
     4 ops from SCAN's 14-op list, then Cutout with one hole of side U{1..L}."""
-    return ViewAug(size=size, geometry="shift", shift=0.125, flip_p=0.5, randaug_n=n_ops,
+    return ViewAug(size=size, geometry="shift", shift=0.125, flip_p=flip_p, randaug_n=n_ops,
                    cutout=default_cutout(size) if cutout is None else cutout)
 
 

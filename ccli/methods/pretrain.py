@@ -39,7 +39,8 @@ Features artifact written by `embed`
 - root attrs: ``layer`` (backbone | projector), ``normalized``, ``checkpoint`` (path),
   ``checkpoint_identity`` (content hash), ``backbone``, ``data_spec``, ``split``.
 - weak = flip + 12.5% reflect-shift (FixMatch, scan+ β); strong = weak + RandAugment(4 ops,
-  SCAN's list) + Cutout (scan+ α). Draw d of view v for rows of a block is seeded by
+  SCAN's list) + Cutout (scan+ α). Both flip with the checkpoint's pretraining ``flip_p``, so
+  a digits model (flip_p 0) is not shown mirrored digits. Draw d of view v for rows of a block is seeded by
   (seed, v, d, block start), so a re-run reproduces every view.
 """
 
@@ -511,8 +512,14 @@ def embed(checkpoint, data_spec: Optional[str] = None, split: Optional[str] = No
                        f"{model.in_channels}-channel ones.")
     identity = file_identity(checkpoint)
     stored = view_dataset_names(view_names, draws)
+    # The augmented views flip only if pretraining did: a model taught that mirrored digits are
+    # other digits would see the flipped weak view as a different image (flip_p 0 in its config).
+    flip_p = float(model.info.get("config", {}).get("flip_p", 0.5))
+    # Cutout's side: the caller's, else the one stage 1 trained with (scan+ uses one L for both).
+    cutout = cutout if cutout is not None else model.info.get("config", {}).get("cutout")
     config = {"layer": layer, "views": view_names, "draws": draws if stored else 1, "seed": seed if stored else 0,
-              "split": split, "dtype": dtype, "image_size": model.image_size, "cutout": cutout}
+              "split": split, "dtype": dtype, "image_size": model.image_size, "cutout": cutout,
+              "view_flip_p": flip_p if stored else None}
     key = content_key("features", config, [f"checkpoint:{identity}", f"data:{dataset.fingerprint}"])
     path = output_path(out, cache_root(cache_dir), "features", key)
 
@@ -525,8 +532,8 @@ def embed(checkpoint, data_spec: Optional[str] = None, split: Optional[str] = No
         amp = autocast_dtype(dev, "auto")
         out_dim = int(model.backbone.out_dim if layer == "backbone" else model.projector.out_dim)
         clean = BatchAugmenter([_eval_view(h)], model.mean, model.std)
-        augmenters = {"weak": BatchAugmenter([weak_view(h)], model.mean, model.std),
-                      "strong": BatchAugmenter([strong_view(h, cutout=cutout)], model.mean, model.std)}
+        augmenters = {"weak": BatchAugmenter([weak_view(h, flip_p=flip_p)], model.mean, model.std),
+                      "strong": BatchAugmenter([strong_view(h, cutout=cutout, flip_p=flip_p)], model.mean, model.std)}
         attrs = {"normalized": False, "layer": layer, "checkpoint": str(checkpoint), "checkpoint_identity": identity,
                  "backbone": model.info["backbone"]["name"], "data_spec": dataset.spec, "split": split}
         with ArtifactWriter(target, "features", key, config, [identity, dataset.fingerprint], attrs) as writer:
