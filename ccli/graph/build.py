@@ -131,28 +131,16 @@ def build_knn_graph(
             table = neighbor_table(nb.read("indices"), k, has_self=has_self, source=str(nb_path))
             labels = nb.read("labels").astype(np.int64) if "labels" in nb else None
         adjacency = knn_adjacency(table, n)
-        attrs = {
-            "shape": np.array([n, n], dtype=np.int64),
-            "builder": "knn",
-            "k": k,
-            "num_pos": num_pos,
-            "symmetric": True,
-            "weights_kind": "gcc_omega",
-            "laplacian": "normalized",
-            "parameters": json.dumps(config),
-        }
-        with ArtifactWriter(target, "graph", key, config, [nb_key], attrs) as w:
-            _write_csr(w, adjacency)
+
+        def extras(w: ArtifactWriter) -> None:
             _write_csr(w, normalized_laplacian(adjacency), "laplacian/")
             w.write("weights", gcc_node_weights(adjacency, num_pos))
-            if labels is not None:
-                w.write("labels", labels)
+
+        attrs = {"builder": "knn", "k": k, "num_pos": num_pos, "weights_kind": "gcc_omega", "laplacian": "normalized"}
+        _store_graph(target, key, config, [nb_key], adjacency, labels, attrs, extras)
         log.info(f"kNN graph: {n:,} nodes, {adjacency.nnz:,} directed edges in {time.perf_counter() - started:.1f}s → {target}")
 
-    cached = get_or_compute(path, "graph", key, build, force=force)
-    if cached:
-        log.info(f"cache hit: {path}")
-    return _summarise(path, key, cached, config)
+    return _compute_and_summarise(path, key, build, force, config)
 
 
 def build_self_expressive_graph(
@@ -187,18 +175,26 @@ def build_self_expressive_graph(
         total = -(-n // params.chunk_size)
         log.info(f"self-expressive graph ({params.mode}): {n:,} points in {total} chunk(s) of ≤{params.chunk_size}")
         graph = self_expressive_graph(z, params, progress=lambda done, all_: log.debug(f"  chunk {done}/{all_}"))
-        attrs = {
-            "shape": np.array([n, n], dtype=np.int64),
-            "builder": "self_expressive",
-            "symmetric": True,
-            "parameters": json.dumps(config),
-        }
-        with ArtifactWriter(target, "graph", key, config, [features_key], attrs) as w:
-            _write_csr(w, graph)
-            if labels is not None:
-                w.write("labels", labels)
+        _store_graph(target, key, config, [features_key], graph, labels, {"builder": "self_expressive"})
         log.info(f"self-expressive graph: {graph.nnz:,} directed edges in {time.perf_counter() - started:.1f}s → {target}")
 
+    return _compute_and_summarise(path, key, build, force, config)
+
+
+def _store_graph(target: Path, key: str, config: dict, input_keys: list[str], graph, labels, attrs: dict,
+                 extras=None) -> None:
+    """One graph artifact: the symmetric CSR, whatever `extras` adds, and the labels when known."""
+    n = graph.shape[0]
+    attrs = {"shape": np.array([n, n], dtype=np.int64), "symmetric": True, "parameters": json.dumps(config), **attrs}
+    with ArtifactWriter(target, "graph", key, config, input_keys, attrs) as w:
+        _write_csr(w, graph)
+        if extras is not None:
+            extras(w)
+        if labels is not None:
+            w.write("labels", labels)
+
+
+def _compute_and_summarise(path: Path, key: str, build, force: bool, config: dict) -> GraphResult:
     cached = get_or_compute(path, "graph", key, build, force=force)
     if cached:
         log.info(f"cache hit: {path}")
