@@ -35,6 +35,7 @@ class Config:
     seed: int = 42
     # from images only: the `ccli pretrain` preset (presets/pretrain/<name>.yaml) and the layer to embed
     pretrain_preset: str = ""
+    pretrain_epochs: int = 0  # 0 = the recipe's epochs; else the recipe trained this long (an equal-time budget)
     embed_layer: Literal["backbone", "projector"] = "backbone"
 
 
@@ -96,8 +97,11 @@ def _pretrain_config(config: Config):
     from ccli.config import resolve_config
     from ccli.methods.pretrain import PretrainConfig, effective
 
+    if config.pretrain_epochs < 0:
+        raise BadInput(f"pretrain_epochs={config.pretrain_epochs} must be 0 (the recipe's) or more.")
+    overrides = [f"epochs={config.pretrain_epochs}"] if config.pretrain_epochs else []
     try:
-        return effective(resolve_config(PretrainConfig, "pretrain", config.pretrain_preset))
+        return effective(resolve_config(PretrainConfig, "pretrain", config.pretrain_preset, overrides))
     except BadInput as exc:
         raise BadInput(f"pretrain_preset={config.pretrain_preset}: {exc}") from exc
 
