@@ -413,3 +413,16 @@ def test_unknown_option_values(tmp_path, monkeypatch, capsys, digits_like):
     _assert_bad(*run_cli(monkeypatch, capsys, ["neighbors", features, "--backend", "torch", "--index", "ivf"]), "--index ivf")
     _assert_bad(*run_cli(monkeypatch, capsys, ["neighbors", features, "-k", "0"]), "-k 0")
     _assert_bad(*run_cli(monkeypatch, capsys, ["neighbors", tmp_path / "missing.h5"]), "does not exist")
+
+
+def test_cli_warns_when_the_cascade_lowers_purity(capsys):
+    from ccli.cli.neighbors_cmd import _warn_if_cascade_lowered_purity
+
+    rows = [{"step": "knn", "k": 20, "purity": 0.96}, {"step": "clean", "k": 80, "purity": 0.91},
+            {"step": "weak", "k": 20, "purity": 0.93}]
+    _warn_if_cascade_lowered_purity(rows)
+    err = capsys.readouterr().err
+    assert "lowered neighbour purity at k=20 (0.9300 vs 0.9600" in " ".join(err.split())
+    rows[-1]["purity"] = 0.97
+    _warn_if_cascade_lowered_purity(rows)
+    assert capsys.readouterr().err == ""

@@ -137,3 +137,17 @@ def _print_purity(result) -> None:
         for j, value in result.purity.items():
             table.add_row(str(j), f"{value:.4f}")
     log.console().print(table)
+    if result.steps:
+        _warn_if_cascade_lowered_purity(result.steps)
+
+
+def _warn_if_cascade_lowered_purity(steps: list[dict]) -> None:
+    """Say so when the cascade's final neighbours are less pure than plain kNN at the same k:
+    the views then carry less neighbour information than the clean features (BENCHMARKS.md)."""
+    from ccli import log
+
+    plain = next((row["purity"] for row in steps if row["step"] == "knn"), None)
+    final = steps[-1]["purity"]
+    if plain is not None and final is not None and final < plain:
+        log.warn(f"the cascade lowered neighbour purity at k={steps[-1]['k']} ({final:.4f} vs {plain:.4f} for "
+                 "plain kNN): on these features the augmented views add less than they cost.")
