@@ -28,19 +28,31 @@ def presets_root() -> Path:
     return Path(__file__).resolve().parent.parent / "presets"
 
 
+# Pretraining recipes live with their method (presets/simclr/, presets/moby/); the group
+# 'pretrain' names one of them as '<method>-<name>' (e.g. simclr-digits), which is how the
+# kmeans method's `pretrain_preset` refers to the recipe it runs.
+PRETRAIN_GROUP = "pretrain"
+PRETRAIN_METHODS = ("simclr", "moby")
+
+
 def available_presets(group: str) -> list[str]:
+    if group == PRETRAIN_GROUP:
+        return [f"{method}-{name}" for method in PRETRAIN_METHODS for name in available_presets(method)]
     folder = presets_root() / group
     return sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []
 
 
 def preset_path(group: str, name: str) -> Path:
-    """Resolve `--preset NAME` for a command group (a method name, or 'pretrain')."""
+    """Resolve `--preset NAME` for a command group: presets/<group>/<NAME>.yaml, or a YAML file."""
     candidate = Path(name).expanduser()
     if name.endswith((".yaml", ".yml")) or candidate.is_file():
         if not candidate.is_file():
             raise BadInput(f"--preset {name} does not exist.")
         return candidate
-    path = presets_root() / group / f"{name}.yaml"
+    folder, stem = group, name
+    if group == PRETRAIN_GROUP and "-" in name:
+        folder, stem = name.split("-", 1)
+    path = presets_root() / folder / f"{stem}.yaml"
     if not path.is_file():
         valid = ", ".join(available_presets(group)) or "none"
         raise BadInput(f"--preset {name} is not a preset for {group} (available: {valid}).")

@@ -243,15 +243,15 @@ def test_every_pretrain_preset_parses_and_cites_a_source():
     from ccli.config import build_config, presets_root
     from ccli.methods.pretrain import PretrainConfig, effective
 
-    files = sorted((presets_root() / "pretrain").glob("*.yaml"))
-    names = {f.stem for f in files}
+    files = sorted([*(presets_root() / "simclr").glob("*.yaml"), *(presets_root() / "moby").glob("*.yaml")])
+    names = {f"{f.parent.name}-{f.stem}" for f in files}
     assert {"simclr-digits", "moby-digits", "simclr-fashion-mnist"} <= names
     for path in files:
         for line in path.read_text().splitlines():
             if line.strip() and not line.lstrip().startswith("#"):
                 assert "#" in line, f"{path.name}: '{line}' has no source comment"
         config = effective(build_config(PretrainConfig, [(path.name, yaml.safe_load(path.read_text()))]))
-        assert path.stem.startswith(config.method + "-")
+        assert path.parent.name == config.method
 
 
 def test_embed_views_flip_only_when_pretraining_did(trained, tmp_path, capsys):

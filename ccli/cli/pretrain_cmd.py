@@ -31,7 +31,7 @@ def register(app: typer.Typer) -> None:
             "Prints the checkpoint path. -o DIR writes DIR/checkpoint.pt, DIR/metrics.jsonl and "
             "DIR/config.yaml; -o FILE.pt writes FILE.pt with FILE.metrics.jsonl and FILE.config.yaml "
             "beside it; without -o the run goes to <cache>/runs/pretrain-<key>/ and a finished identical "
-            "run is a cache hit. --preset NAME reads presets/pretrain/<method>-NAME.yaml "
+            "run is a cache hit. --preset NAME reads presets/<method>/NAME.yaml "
             "(e.g. --preset digits). Example: ccli pretrain --data digits --preset digits"
         ),
     )(pretrain_command)
@@ -78,9 +78,9 @@ def pretrain_command(
 
 def resolve_pretrain_config(preset: Optional[str], sets, overrides: dict[str, Any]):
     """Defaults ← preset ← --set ← explicit options; the preset file is chosen by the method."""
-    from ccli.config import build_config, load_preset, parse_sets, presets_root
+    from ccli.config import available_presets, build_config, load_preset, parse_sets, presets_root
     from ccli.errors import BadInput
-    from ccli.methods.pretrain import METHODS, PRESET_GROUP, PretrainConfig
+    from ccli.methods.pretrain import METHODS, PretrainConfig
 
     parsed = parse_sets(sets)
     method = overrides.get("method") or parsed.get("method")
@@ -88,20 +88,13 @@ def resolve_pretrain_config(preset: Optional[str], sets, overrides: dict[str, An
         raise BadInput(f"--method {method} is not a pretraining method (available: {', '.join(METHODS)}).")
     layers: list[tuple[str, dict]] = []
     if preset:
-        folder = presets_root() / PRESET_GROUP
-        candidates = [preset] if preset.endswith((".yaml", ".yml")) or Path(preset).is_file() else []
-        if not candidates:
-            methods = [method] if method else ["simclr"]
-            candidates = [f"{m}-{preset}" for m in methods if (folder / f"{m}-{preset}.yaml").is_file()]
-            if not candidates and (folder / f"{preset}.yaml").is_file():
-                candidates = [preset]
-        if not candidates:
-            names = sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []
-            wanted = method or "simclr"
-            mine = [n.split("-", 1)[1] for n in names if n.startswith(f"{wanted}-")]
-            raise BadInput(f"--preset {preset} is not a {wanted} pretraining preset "
-                           f"(available: {', '.join(mine) or 'none'}).")
-        data = load_preset(PRESET_GROUP, candidates[0])
+        # presets/<method>/<NAME>.yaml, the method being --method's (simclr by default).
+        wanted = method or "simclr"
+        if not (preset.endswith((".yaml", ".yml")) or Path(preset).is_file()):
+            if not (presets_root() / wanted / f"{preset}.yaml").is_file():
+                raise BadInput(f"--preset {preset} is not a {wanted} pretraining preset "
+                               f"(available: {', '.join(available_presets(wanted)) or 'none'}).")
+        data = load_preset(wanted, preset)
         layers.append((f"--preset {preset}", data))
     if parsed:
         layers.append(("--set", parsed))

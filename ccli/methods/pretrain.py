@@ -59,7 +59,6 @@ from ccli.errors import BadInput, CcliError
 
 METHODS = ("simclr", "moby")
 AUGMENTS = ("auto", "simclr", "scanplus", "simclr+ra")
-PRESET_GROUP = "pretrain"
 
 
 @dataclass
