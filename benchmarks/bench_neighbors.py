@@ -144,7 +144,10 @@ def main() -> None:
         return
 
     if args.purity:
-        print(purity_table([purity_runs(path, args.k, args.sets) for path in args.purity]))
+        runs = [purity_runs(path, args.k, args.sets) for path in args.purity]
+        if args.json_out:
+            args.json_out.write_text(json.dumps({"machine": machine(), "sets": args.sets, "runs": runs}, indent=2))
+        print(purity_table(runs))
         return
 
     names = [s for s in args.only.split(",") if s]
