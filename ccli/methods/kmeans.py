@@ -33,7 +33,7 @@ class Config:
     normalize: bool = True
     view: str = ""  # '' = the `features` dataset; otherwise views/<view>
     seed: int = 42
-    # from images only: the `ccli pretrain` preset (presets/pretrain/<name>.yaml) and the layer to embed
+    # from images only: the `ccli pretrain` recipe as <method>-<name> (presets/<method>/<name>.yaml) and the layer to embed
     pretrain_preset: str = ""
     pretrain_epochs: int = 0  # 0 = the recipe's epochs; else the recipe trained this long (an equal-time budget)
     embed_layer: Literal["backbone", "projector"] = "backbone"
