@@ -32,7 +32,7 @@ def presets_root() -> Path:
 # 'pretrain' names one of them as '<method>-<name>' (e.g. simclr-digits), which is how the
 # kmeans method's `pretrain_preset` refers to the recipe it runs.
 PRETRAIN_GROUP = "pretrain"
-PRETRAIN_METHODS = ("simclr", "moby")
+PRETRAIN_METHODS = ("simclr", "moby")  # the pretraining methods (ccli.methods.pretrain.METHODS)
 
 
 def available_presets(group: str) -> list[str]:

@@ -55,9 +55,10 @@ from typing import Any, Optional
 import numpy as np
 
 from ccli import log
+from ccli.config import PRETRAIN_METHODS
 from ccli.errors import BadInput, CcliError
 
-METHODS = ("simclr", "moby")
+METHODS = PRETRAIN_METHODS  # one list: the preset layout (presets/<method>/) knows the same names
 AUGMENTS = ("auto", "simclr", "scanplus", "simclr+ra")
 
 
@@ -513,9 +514,10 @@ def embed(checkpoint, data_spec: Optional[str] = None, split: Optional[str] = No
     stored = view_dataset_names(view_names, draws)
     # The augmented views flip only if pretraining did: a model taught that mirrored digits are
     # other digits would see the flipped weak view as a different image (flip_p 0 in its config).
-    flip_p = float(model.info.get("config", {}).get("flip_p", 0.5))
+    stage1 = model.info.get("config", {})
+    flip_p = float(stage1.get("flip_p", 0.5))
     # Cutout's side: the caller's, else the one stage 1 trained with (scan+ uses one L for both).
-    cutout = cutout if cutout is not None else model.info.get("config", {}).get("cutout")
+    cutout = cutout if cutout is not None else stage1.get("cutout")
     config = {"layer": layer, "views": view_names, "draws": draws if stored else 1, "seed": seed if stored else 0,
               "split": split, "dtype": dtype, "image_size": model.image_size, "cutout": cutout,
               "view_flip_p": flip_p if stored else None}
