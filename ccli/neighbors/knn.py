@@ -14,8 +14,6 @@ Conventions shared by every backend:
 from __future__ import annotations
 
 import math
-import os
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -174,30 +172,6 @@ def torch_device(device: str):
     if device in ("auto", "", None):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
-
-
-@contextmanager
-def small_kernel_threads(device) -> Iterator[None]:
-    """Limit torch's intra-op threads to the idle cores while a loop runs many small kernels.
-
-    Training a small MLP head or a 1000×1000 self-expression block issues thousands of
-    short kernels; each one synchronises all OpenMP threads, and when other processes
-    hold the cores the waiting threads get descheduled. On the shared 2-core test machine
-    two threads made these loops 4-10× slower than one (BENCHMARKS.md). Large matmuls
-    (the kNN search) keep the default.
-    """
-    import torch
-
-    if torch.device(device).type != "cpu":
-        yield
-        return
-    before = torch.get_num_threads()
-    idle = (os.cpu_count() or 1) - os.getloadavg()[0]
-    torch.set_num_threads(max(1, min(before, int(idle))))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _search_torch(base: np.ndarray, params: SearchParams) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:

@@ -173,7 +173,8 @@ def build_head(dim: int, hidden: int, clusters: int):
 
 def train_scan_head(clean: np.ndarray, neighbors: np.ndarray, params: CascadeParams):
     """`--filter-head scan_warmup`: train Φ_c with the SCAN loss on cached clean features and N_2q."""
-    from ccli.neighbors.knn import small_kernel_threads, torch_device
+    from ccli.neighbors.knn import torch_device
+    from ccli.threads import small_kernel_threads
 
     device = torch_device(params.device)
     with small_kernel_threads(device):
