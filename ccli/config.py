@@ -12,7 +12,7 @@ import dataclasses
 import os
 import typing
 from pathlib import Path
-from typing import Any, Mapping, Sequence, TypeVar
+from typing import Any, Callable, Mapping, Sequence, TypeVar
 
 from ccli.errors import BadInput
 
@@ -144,42 +144,106 @@ def _coerce(value: Any, annotation: Any, key: str, source: str) -> Any:
     return value
 
 
-def build_config(cls: type[T], layers: Sequence[tuple[str, Mapping[str, Any]]], prefix: str = "") -> T:
-    """Instantiate dataclass `cls` from its defaults plus override layers, in order.
+def section(factory: Callable[[], Any]):
+    """A nested config section (e.g. `engine`) whose keys may also be given flat (`lr` for `engine.lr`).
+
+    Presets and `--set` keep their short spelling (`--set lr=2e-3`), while the fields are declared
+    once, in the section's dataclass; a method changes only the defaults it needs.
+    """
+    return dataclasses.field(default_factory=factory, metadata={"section": True})
+
+
+def _sections(cls) -> dict[str, type]:
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls) if f.metadata.get("section")}
+
+
+def valid_keys(cls, prefix: str = "") -> list[str]:
+    """Every settable key of a config class, nested sections spelled with dots."""
+    hints = typing.get_type_hints(cls)
+    keys = []
+    for f in dataclasses.fields(cls):
+        if f.metadata.get("section"):
+            keys.extend(valid_keys(hints[f.name], prefix=f"{prefix}{f.name}."))
+        else:
+            keys.append(prefix + f.name)
+    return sorted(keys)
+
+
+def build_config(cls: type[T], layers: Sequence[tuple[str, Mapping[str, Any]]], prefix: str = "",
+                 base: Any = None) -> T:
+    """Instantiate dataclass `cls` from its defaults (or `base`) plus override layers, in order.
 
     Each layer is (source description for messages, mapping). Dotted keys ('a.b') address
-    nested dataclass fields.
+    nested dataclass fields; a key that is not a field of `cls` but of one of its sections
+    (`section(...)` fields) goes to that section.
     """
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
+    sections = _sections(cls)
+    section_of = {name: head for head, sub in sections.items() for name in (f.name for f in dataclasses.fields(sub))}
     values: dict[str, Any] = {}
     nested: dict[str, list[tuple[str, dict]]] = {}
     for source, mapping in layers:
         for raw_key, value in mapping.items():
             key = str(raw_key).replace("-", "_")
             head, _, rest = key.partition(".")
+            if head not in fields and head in section_of:
+                head, rest = section_of[head], key
             if head not in fields:
-                valid = ", ".join(sorted(prefix + name for name in fields))
+                valid = ", ".join(valid_keys(cls, prefix))
                 raise BadInput(f"{source} has unknown key '{prefix}{raw_key}' (valid keys: {valid}).")
             if rest or (dataclasses.is_dataclass(hints[head]) and isinstance(value, Mapping)):
                 sub = {rest: value} if rest else dict(value)
                 nested.setdefault(head, []).append((source, sub))
             else:
                 values[head] = _coerce(value, hints[head], prefix + head, source)
+    start = base
     for head, sub_layers in nested.items():
-        values[head] = build_config(hints[head], sub_layers, prefix=f"{prefix}{head}.")
+        default = getattr(start, head) if start is not None else _field_default(fields[head])
+        values[head] = build_config(hints[head], sub_layers, prefix=f"{prefix}{head}.", base=default)
+    if start is not None:
+        return dataclasses.replace(start, **values)
     return cls(**values)
 
 
-def resolve_config(cls: type[T], group: str, preset: str | None, sets: Sequence[str] = ()) -> T:
-    """Defaults <- preset <- --set, the order every command uses."""
+def _field_default(f: dataclasses.Field) -> Any:
+    if f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+        return f.default_factory()  # type: ignore[misc]
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    return None
+
+
+def resolve_config(cls: type[T], group: str, preset: str | None = None, sets: Sequence[str] = (),
+                   explicit: Mapping[str, Any] | None = None, explicit_source: str = "the command line") -> T:
+    """The one resolver every command uses: defaults <- preset <- --set <- explicit values.
+
+    `group` names the preset folder (presets/<group>/); `explicit` holds values typed as their
+    own options (None entries are "not given" and skipped).
+    """
     layers: list[tuple[str, Mapping[str, Any]]] = []
     if preset:
         layers.append((f"--preset {preset}", load_preset(group, preset)))
     overrides = parse_sets(sets)
     if overrides:
         layers.append(("--set", overrides))
+    given = {k: v for k, v in (explicit or {}).items() if v is not None}
+    if given:
+        layers.append((explicit_source, given))
     return build_config(cls, layers)
+
+
+def flat_config(config: Any, prefix: str = "") -> dict[str, Any]:
+    """A config (dataclass or mapping) as one level of dotted keys, for comparisons and messages."""
+    source = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(config)
+    out: dict[str, Any] = {}
+    for key, value in source.items():
+        if isinstance(value, Mapping):
+            out.update(flat_config(value, f"{prefix}{key}."))
+        else:
+            out[prefix + key] = value
+    return out
 
 
 def config_dict(config: Any) -> dict[str, Any]:

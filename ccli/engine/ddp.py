@@ -103,3 +103,67 @@ def broadcast_flag(flag: bool, ctx: DistContext, device) -> bool:
     t = torch.tensor([1.0 if flag else 0.0], device=device)
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
     return bool(t.item() > 0)
+
+
+def env_rank() -> int:
+    """This process's rank under torchrun (0 without it): decides who writes a run's files."""
+    return int(os.environ.get("RANK", "0"))
+
+
+def all_gather_with_grad(tensor, ctx: DistContext):
+    """Rows of `tensor` from every rank, in rank order, with gradients flowing back to each rank.
+
+    Contrastive losses use it so that a 2-process run sees the negatives of the global batch. The
+    backward pass sums every rank's gradient for this rank's rows (an all-reduce, then our slice);
+    with DDP's gradient averaging a loss that is the same on every rank then gets exactly the
+    gradient of one process holding the whole batch. Identity in one process.
+    """
+    if not ctx.distributed:
+        return tensor
+    return _GatherWithGrad.apply(tensor.contiguous(), ctx.rank, ctx.world_size)
+
+
+def _gather_function():
+    import torch
+    import torch.distributed as dist
+
+    class GatherWithGrad(torch.autograd.Function):
+        @staticmethod
+        def forward(fn_ctx, tensor, rank: int, world_size: int):
+            fn_ctx.rank, fn_ctx.rows = rank, tensor.shape[0]
+            parts = [torch.empty_like(tensor) for _ in range(world_size)]
+            dist.all_gather(parts, tensor)
+            return torch.cat(parts, dim=0)
+
+        @staticmethod
+        def backward(fn_ctx, grad):
+            grad = grad.contiguous()
+            dist.all_reduce(grad)  # gloo has no reduce_scatter; the sum then our slice is the same
+            start = fn_ctx.rank * fn_ctx.rows
+            return grad[start : start + fn_ctx.rows], None, None
+
+    return GatherWithGrad
+
+
+class _LazyGather:
+    """Builds the autograd Function on first use, so importing this module never imports torch."""
+
+    _fn = None
+
+    @classmethod
+    def apply(cls, *args):
+        if cls._fn is None:
+            cls._fn = _gather_function()
+        return cls._fn.apply(*args)
+
+
+_GatherWithGrad = _LazyGather
+
+
+def broadcast_from_main(tensor, ctx: DistContext):
+    """Rank 0's `tensor` on every rank (in place; same shape and dtype everywhere): for before_epoch state."""
+    if ctx.distributed:
+        import torch.distributed as dist
+
+        dist.broadcast(tensor, src=0)
+    return tensor

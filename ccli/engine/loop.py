@@ -6,12 +6,23 @@ A method hands the engine three things and gets a trained model and a run folder
    queues as buffers), `trainable` (the sub-module the optimiser updates; it is DDP-wrapped and
    optionally compiled), `loss_step(net, batch, ctx) -> {"loss": tensor, other scalars}` which
    must call `net` (the wrapped `trainable`) exactly once per step so DDP syncs gradients,
-   optional `after_step(ctx)` (runs after the optimiser step: EMA updates), optional
-   `embed(images) -> features` (for the kNN monitor) and optional `epoch_metrics(device) -> dict`
-   (task-specific scores of the model in eval mode, e.g. a cluster head's ACC/NMI/ARI, merged
-   into the epoch's record every `eval_every` epochs and after the last one);
-2. a data path (`ccli.engine.datapath`), whose `batches(epoch)` yields {"views", "index", "labels"};
-3. an `EngineConfig` (optimiser, schedule, epochs, precision, seed, …) and a `RunFiles`.
+   optional `before_epoch(ctx)` (runs on every rank before an epoch's first step, after the RNG
+   is reseeded: refresh state from the whole dataset, e.g. a graph or a target distribution;
+   compute on rank 0 and `ccli.engine.ddp.broadcast_from_main` it, and keep what must survive
+   a resume in the model's buffers), optional `after_step(ctx)` (runs after the optimiser
+   step: EMA updates), optional `embed(images) -> features` (for the kNN monitor) and optional
+   `epoch_metrics(device) -> dict` (task-specific scores of the model in eval mode, e.g. a
+   cluster head's ACC/NMI/ARI, merged into the epoch's record every `eval_every` epochs and
+   after the last one);
+2. a data path (`ccli.engine.datapath`), whose `batches(epoch)` yields {"views", "index",
+   "labels"} (+ "neighbor_views", "neighbor_index" for a neighbour-pair path);
+3. an `EngineConfig` (the `engine` section of every training config: optimiser, schedule,
+   epochs, precision, …), the run's seed, and a `RunFiles`.
+
+Stages: a run may train several stages in turn (SCAN → self-label, autoencoder → clustering).
+Each stage is one `fit` call with its own `stage` name and checkpoint file; every metrics line
+carries the stage, and metrics.jsonl is appended to, never truncated: a stage that starts (or
+resumes) replaces only its own earlier lines.
 
 The engine then does: seeding, device placement, channels_last, bf16 autocast on GPU,
 `torch.compile`, DDP (under torchrun), the per-step LR schedule, NaN detection, an atomic
@@ -28,7 +39,7 @@ kernels on GPU are not bitwise deterministic).
 
 from __future__ import annotations
 
-import dataclasses
+
 import json
 import math
 import time
@@ -39,18 +50,27 @@ from typing import Any, Callable, Mapping, Optional
 from ccli import log
 from ccli.errors import BadInput, CcliError
 
-# Config keys that change how fast or where a run happens, not what it computes; a resumed
-# run may change them freely.
+# Config keys that change how fast or where a run happens, not what it computes: they are
+# left out of run keys, and a resumed run may change them freely. Matched on a dotted key's
+# last part, so `engine.threads` and a flat `threads` are both runtime keys.
 RUNTIME_KEYS = frozenset({"device", "compile", "workers", "threads", "knn_every", "knn_samples", "knn_k", "channels_last",
-                          "eval_every"})
+                          "eval_every", "eval_batch_size"})
+
+
+def is_runtime_key(key: str) -> bool:
+    return key.rsplit(".", 1)[-1] in RUNTIME_KEYS
 
 
 @dataclass
 class EngineConfig:
-    """What the loop needs to know. Method configs carry these fields under the same names."""
+    """The `engine` section of every training config: declared here once, read by the loop.
+
+    Methods change defaults with `ccli.config.section(lambda: EngineConfig(epochs=…, …))`;
+    presets and `--set` may spell the keys flat (`lr`) or dotted (`engine.lr`).
+    """
 
     epochs: int = 100
-    batch_size: int = 256
+    batch_size: int = 256  # the global batch (split across ranks under torchrun)
     optimizer: str = "sgd"  # sgd | adam | adamw | lars
     lr: float = 0.05
     weight_decay: float = 1e-4
@@ -62,21 +82,13 @@ class EngineConfig:
     precision: str = "auto"  # auto (bf16 on GPU) | bf16 | fp32
     channels_last: bool = True  # only applied on CUDA, where it pays
     compile: bool = False
-    seed: int = 0
-    device: str = "auto"
     knn_every: int = 1  # epochs between kNN-monitor evaluations; 0 disables
     knn_samples: int = 5000
     knn_k: int = 20
     eval_every: int = 1  # epochs between Task.epoch_metrics evaluations (and after the last); 0 disables
-
-    @classmethod
-    def from_config(cls, config: Any, **overrides) -> "EngineConfig":
-        """Pick the engine's fields out of a method config (a dataclass or mapping) by name."""
-        source = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(config)
-        names = {f.name for f in dataclasses.fields(cls)}
-        values = {k: v for k, v in source.items() if k in names}
-        values.update(overrides)
-        return cls(**values)
+    threads: int = 0  # torch intra-op threads on CPU; 0 keeps torch's default
+    workers: int = -1  # DataLoader workers for augment_on=cpu; -1 = cores − 1 (≤ 8)
+    augment_on: str = "gpu"  # gpu: batched on the training device (CPU tensors too) | cpu: per-sample workers
 
 
 @dataclass
@@ -88,6 +100,7 @@ class StepContext:
     device: Any
     dist: Any
     lr: float = 0.0
+    stage: str = ""
 
 
 @dataclass
@@ -95,6 +108,7 @@ class Task:
     model: Any  # torch.nn.Module holding all state
     trainable: Any  # the optimised sub-module (may be `model` itself)
     loss_step: Callable[[Any, dict, StepContext], Mapping[str, Any]]
+    before_epoch: Optional[Callable[[StepContext], None]] = None  # ctx.step = the epoch's first step
     after_step: Optional[Callable[[StepContext], None]] = None
     embed: Optional[Callable[[Any], Any]] = None
     epoch_metrics: Optional[Callable[[Any], Mapping[str, float]]] = None  # device -> scores merged into the record
@@ -127,23 +141,28 @@ class FitResult:
     resumed_from: int = 0
 
 
-def config_differences(saved: Mapping[str, Any], current: Mapping[str, Any], ignore=RUNTIME_KEYS) -> list[str]:
-    """Keys whose values differ between two flat config dicts (ignoring runtime-only keys)."""
-    keys = (set(saved) | set(current)) - set(ignore)
+def config_differences(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
+    """Dotted keys whose values differ between two config records (ignoring runtime-only keys)."""
+    from ccli.config import flat_config
+
+    saved, current = flat_config(saved), flat_config(current)
+    keys = {k for k in set(saved) | set(current) if not is_runtime_key(k)}
     return sorted(k for k in keys if _plain(saved.get(k)) != _plain(current.get(k)))
 
 
 def check_resume(checkpoint: Path, config_record: Mapping[str, Any]) -> dict[str, Any]:
     """Load a checkpoint to resume and make sure it was made with the same config, or BadInput."""
+    from ccli.config import flat_config
     from ccli.engine import checkpoint as ckpt
 
-    state = ckpt.load_checkpoint(checkpoint, "--resume checkpoint")
+    state = ckpt.load_checkpoint(checkpoint, "the checkpoint to resume")
     saved = state.get("config", {})
     diff = config_differences(saved, config_record)
     if diff:
-        shown = ", ".join(f"{k} ({saved.get(k)!r} → {config_record.get(k)!r})" for k in diff[:6])
+        old, new = flat_config(saved), flat_config(config_record)
+        shown = ", ".join(f"{k} ({old.get(k)!r} → {new.get(k)!r})" for k in diff[:6])
         more = f" and {len(diff) - 6} more" if len(diff) > 6 else ""
-        raise BadInput(f"--resume {checkpoint} was made with a different config: {shown}{more}.")
+        raise BadInput(f"the checkpoint {checkpoint} to resume was made with a different config: {shown}{more}.")
     return state
 
 
@@ -161,9 +180,9 @@ def _rng_seed(seed: int, epoch: int, rank: int) -> int:
     return mix_seed(seed, epoch, rank, 11)
 
 
-def fit(task: Task, data, cfg: EngineConfig, files: RunFiles, *, config_record: Mapping[str, Any],
-        checkpoint_extra: Mapping[str, Any] | None = None, resume: bool = False, monitor=None, dist=None,
-        device=None) -> FitResult:
+def fit(task: Task, data, cfg: EngineConfig, files: RunFiles, *, config_record: Mapping[str, Any], seed: int = 0,
+        stage: str = "", checkpoint_extra: Mapping[str, Any] | None = None, resume: bool = False, monitor=None,
+        dist=None, device=None) -> FitResult:
     """Train `task` on `data` for cfg.epochs epochs, checkpointing after each; see the module doc."""
     import torch
 
@@ -175,7 +194,7 @@ def fit(task: Task, data, cfg: EngineConfig, files: RunFiles, *, config_record: 
     from ccli.engine.schedule import lr_at, set_lr
 
     dist = dist or DistContext()
-    device = device or resolve_device(cfg.device)
+    device = device or resolve_device("auto")
     steps_per_epoch = len(data)
     if steps_per_epoch == 0:
         raise BadInput(f"--batch-size {cfg.batch_size} leaves no complete batch for this dataset.")
@@ -199,12 +218,11 @@ def fit(task: Task, data, cfg: EngineConfig, files: RunFiles, *, config_record: 
         except (KeyError, RuntimeError, ValueError) as exc:
             raise BadInput(f"--resume {files.checkpoint} does not fit this model ({str(exc).splitlines()[0]}).") from exc
         start_epoch, step, history = int(state["epoch"]), int(state["step"]), list(state.get("history", []))
-        if dist.is_main:
-            _rewrite_metrics(files.metrics, history)
-            log.info(f"resuming from epoch {start_epoch} of {cfg.epochs} ({files.checkpoint})")
-    elif dist.is_main:
-        files.metrics.parent.mkdir(parents=True, exist_ok=True)
-        files.metrics.write_text("")
+        if dist.is_main and start_epoch < cfg.epochs:
+            where = f"stage {stage}, " if stage else ""
+            log.info(f"resuming from {where}epoch {start_epoch} of {cfg.epochs} ({files.checkpoint})")
+    if dist.is_main:
+        _replace_stage_lines(files.metrics, stage, history)
 
     net = task.trainable
     if dist.distributed:
@@ -222,9 +240,15 @@ def fit(task: Task, data, cfg: EngineConfig, files: RunFiles, *, config_record: 
         }
         ckpt.save_atomic(payload, files.checkpoint)
 
+    def step_context(epoch: int, lr: float) -> StepContext:
+        return StepContext(epoch, step, total_steps, steps_per_epoch, device, dist, lr, stage)
+
     with EpochProgress(dist.is_main and log.verbosity() >= 1) as progress:
         for epoch in range(start_epoch + 1, cfg.epochs + 1):
-            torch.manual_seed(_rng_seed(cfg.seed, epoch, dist.rank))
+            torch.manual_seed(_rng_seed(seed, epoch, dist.rank))
+            if task.before_epoch is not None:
+                task.before_epoch(step_context(epoch, lr_at(step, total_steps, cfg.lr, warmup_steps, cfg.final_lr,
+                                                            cfg.schedule)))
             task.model.train()
             progress.start(epoch, cfg.epochs, steps_per_epoch)
             sums: dict[str, float] = {}
@@ -236,7 +260,7 @@ def fit(task: Task, data, cfg: EngineConfig, files: RunFiles, *, config_record: 
                                       for v in batch["views"]]
                 lr = lr_at(step, total_steps, cfg.lr, warmup_steps, cfg.final_lr, cfg.schedule)
                 set_lr(optimizer, lr)
-                ctx = StepContext(epoch, step, total_steps, steps_per_epoch, device, dist, lr)
+                ctx = step_context(epoch, lr)
                 with autocast(device, amp_dtype):
                     out = task.loss_step(net, batch, ctx)
                 loss = out["loss"]
@@ -260,7 +284,7 @@ def fit(task: Task, data, cfg: EngineConfig, files: RunFiles, *, config_record: 
                 progress.advance(float(loss.detach()) if device.type == "cpu" or count % 20 == 0 else None)
             sums = {k: float(v) for k, v in pending.items()}
             elapsed = time.perf_counter() - t0
-            record: dict[str, Any] = {"epoch": epoch, "step": step}
+            record: dict[str, Any] = ({"stage": stage} if stage else {}) | {"epoch": epoch, "step": step}
             for key, total in sums.items():
                 record[key] = all_reduce_mean(total / max(1, count), dist, device)
             record["lr"] = lr_at(step - 1, total_steps, cfg.lr, warmup_steps, cfg.final_lr, cfg.schedule)
@@ -286,7 +310,8 @@ def fit(task: Task, data, cfg: EngineConfig, files: RunFiles, *, config_record: 
                 save(epoch, epoch == cfg.epochs)
                 knn = f"  knn {record['knn_acc']:.3f}" if "knn_acc" in record else ""
                 scores = "".join(f"  {k} {record[k]:.3f}" for k in ("acc", "nmi", "ari") if k in record)
-                log.info(f"epoch {epoch}/{cfg.epochs}  loss {record['loss']:.4f}  lr {record['lr']:.3g}"
+                where = f"{stage} " if stage else ""
+                log.info(f"{where}epoch {epoch}/{cfg.epochs}  loss {record['loss']:.4f}  lr {record['lr']:.3g}"
                          f"  {record['images_per_s']:.0f} img/s{knn}{scores}")
     if dist.is_main and start_epoch >= cfg.epochs:
         save(cfg.epochs, True)
@@ -301,9 +326,26 @@ def _nan_message(epoch: int, step: int, checkpoint: Path, start_epoch: int, hist
             "lower the learning rate (--set lr=…) or add warm-up (--set warmup_epochs=…).")
 
 
-def _rewrite_metrics(path: Path, history: list) -> None:
-    """On resume, metrics.jsonl holds exactly the epochs the checkpoint has seen."""
+def _replace_stage_lines(path: Path, stage: str, history: list) -> None:
+    """metrics.jsonl keeps other stages' lines; this stage's become exactly the epochs its checkpoint saw.
+
+    Lines of earlier stages (and anything else the run wrote) are kept in order, so a
+    multi-stage run never loses the record of a finished stage when a later one starts or resumes.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as fh:
+    kept = []
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line cut short by a kill: the checkpoint's history has the epoch
+            if not (isinstance(record, dict) and "epoch" in record and record.get("stage", "") == stage):
+                kept.append(line)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w") as fh:
+        for line in kept:
+            fh.write(line + "\n")
         for record in history:
             fh.write(json.dumps(record) + "\n")
+    tmp.replace(path)

@@ -122,7 +122,9 @@ def build_knn_graph(
             raise BadInput(f"--knn {k} asks for more neighbours than {nb_path} stores (k={stored}); rebuild it with a larger -k.")
         config = {"builder": "knn", "k": k, "num_pos": num_pos}
         key = content_key("graph", config, [nb.key])
-        nb_key = nb.key
+        # The neighbours' own inputs (their features) come too, so a consumer given the features
+        # can check that this graph was made from them.
+        nb_keys = [nb.key, *nb.inputs]
     path = output_path(out, cache_root(cache_dir), "graph", key)
 
     def build(target: Path) -> None:
@@ -137,7 +139,7 @@ def build_knn_graph(
             w.write("weights", gcc_node_weights(adjacency, num_pos))
 
         attrs = {"builder": "knn", "k": k, "num_pos": num_pos, "weights_kind": "gcc_omega", "laplacian": "normalized"}
-        _store_graph(target, key, config, [nb_key], adjacency, labels, attrs, extras)
+        _store_graph(target, key, config, nb_keys, adjacency, labels, attrs, extras)
         log.info(f"kNN graph: {n:,} nodes, {adjacency.nnz:,} directed edges in {time.perf_counter() - started:.1f}s → {target}")
 
     return _compute_and_summarise(path, key, build, force, config)

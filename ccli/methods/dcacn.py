@@ -21,6 +21,7 @@ from typing import Literal, Optional
 from ccli.errors import BadInput
 from ccli.methods import cc
 from ccli.methods.registry import Inputs, Prediction, RunContext
+from ccli.methods.trainer import Plan, Setup, Stage, check_common, train
 
 
 @dataclass
@@ -87,22 +88,24 @@ def validate(inputs: Inputs, config: Config, num_clusters: int) -> None:
         raise BadInput(f"n_global={config.n_global}: DCACN uses exactly two global views (§2.1).")
     if config.n_local < 0:
         raise BadInput(f"n_local={config.n_local} must be 0 or more.")
-    cc.check_common(inputs, config)
+    check_common(inputs, config)
 
 
-def run(ctx: RunContext) -> Prediction:
+def build(setup: Setup) -> Plan:
     from ccli.losses.nt_xent import multicrop_pairs
 
-    config: Config = ctx.config
-    _, _, _, c = ctx.inputs.dataset.images.shape
-    size = cc.view_size(config, ctx.inputs.dataset.images)
+    config: Config = setup.config
+    size, c = setup.size, setup.channels
     global_view = cc.global_view(config, size, c)
     local_view = cc.global_view(config, local_size(config, size), c, scale=tuple(config.local_scale),
                                 gray_p=config.local_gray_p if c == 3 else 0.0, blur_p=config.local_blur_p)
     views = [global_view] * config.n_global + [local_view] * config.n_local
     pairs = multicrop_pairs(config.n_global, config.n_local)
     cluster_pairs = pairs if config.cluster_pairs == "all" else multicrop_pairs(config.n_global, 0)
-    return cc.train_clusterer(
-        ctx, config.backbone, views, lambda hs, ps: dcacn_loss(hs, ps, config, pairs, cluster_pairs),
-        extra_record={"entropy_weight_effective": entropy_weight(config)},
-    )
+    step = cc.two_head_step(lambda hs, ps: dcacn_loss(hs, ps, config, pairs, cluster_pairs))
+    return Plan(cc.two_head_model(setup), [Stage("cluster", views, step)],
+                record={"entropy_weight_effective": entropy_weight(config)})
+
+
+def run(ctx: RunContext) -> Prediction:
+    return train(ctx, build)

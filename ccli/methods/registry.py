@@ -37,7 +37,8 @@ INPUT_OPTIONS: dict[str, str] = {
     "graph": "--graph",
 }
 
-RUN_FILES = ("config.yaml", "metrics.jsonl", "predictions.h5", "scores.json")
+# What a train run writes in its folder (globs): the run-folder protocol replaces only these.
+RUN_FILES = ("config.yaml", "metrics.jsonl", "predictions.h5", "scores.json", "checkpoint-*.pt", ".run.lock")
 
 
 @dataclass(frozen=True)
@@ -138,15 +139,10 @@ OPTION_KEYS = {"--k": "num_clusters", "--seed": "seed", "--epochs": "epochs", "-
 def resolve_method_config(module: ModuleType, method: str, preset: str | None, sets: Sequence[str] = (),
                           options: Mapping[str, Any] | None = None):
     """Defaults <- preset <- --set <- shorthand options, into the method's Config dataclass."""
-    from ccli.config import build_config, load_preset, parse_sets
+    from ccli.config import resolve_config, valid_keys
 
-    cls = module.Config
-    fields = {f.name for f in dataclasses.fields(cls)}
-    layers: list[tuple[str, Mapping[str, Any]]] = []
-    if preset:
-        layers.append((f"--preset {preset}", load_preset(method, preset)))
-    if sets:
-        layers.append(("--set", parse_sets(sets)))
+    keys = set(valid_keys(module.Config))
+    explicit: dict[str, Any] = {}
     for option, value in (options or {}).items():
         if value is None:
             continue
@@ -154,10 +150,10 @@ def resolve_method_config(module: ModuleType, method: str, preset: str | None, s
         if option == "--k" and value < 2:
             # In a config 0 means "the dataset's class count"; typed on the command line it is a mistake.
             raise BadInput(f"--k {value} is too small: clustering needs at least 2 clusters.")
-        if key not in fields:
+        if key not in keys and f"engine.{key}" not in keys:
             raise BadInput(f"{option} does not apply to method {method}.")
-        layers.append((option, {key: value}))
-    return build_config(cls, layers)
+        explicit[key] = value
+    return resolve_config(module.Config, method, preset, sets, explicit)
 
 
 # ------------------------------------------------------------------------------------------
@@ -186,7 +182,8 @@ class Inputs:
 
 
 def resolve_inputs(inputs: Inputs) -> Inputs:
-    """Load what the run is defined over (images or a features artifact) and fill N, K, targets, keys."""
+    """Load what the run is defined over (images or a features artifact), check every input
+    against it (kind, N, what each was made from) and fill N, K, targets and the input keys."""
     if inputs.data is not None:
         from ccli.data.sources import load_dataset
 
@@ -197,6 +194,7 @@ def resolve_inputs(inputs: Inputs) -> Inputs:
         inputs.targets = ds.labels
         inputs.index = np.arange(len(ds), dtype=np.int64)
         inputs.keys.append(f"data:{ds.fingerprint}")
+    features_key = None
     if inputs.features is not None:
         from ccli.store import open_artifact
 
@@ -204,16 +202,23 @@ def resolve_inputs(inputs: Inputs) -> Inputs:
             n = art.shape("features")[0]
             labels = art.read("labels").astype(np.int64)
             index = art.read("index").astype(np.int64)
-            key = art.key
-        if inputs.dataset is not None and n != inputs.num_samples:
-            raise BadInput(f"--features {inputs.features} has {n:,} rows but --data {inputs.data} has {inputs.num_samples:,} images.")
-        if inputs.dataset is None:
+            features_key = art.key
+        if inputs.dataset is not None:
+            _check_rows("--features", inputs.features, n, inputs)
+        else:
             inputs.num_samples = n
             inputs.targets = labels
             inputs.index = index
             known = labels[labels >= 0]
             inputs.num_classes = int(len(np.unique(known))) if known.size else None
-        inputs.keys.append(f"features:{key}")
+        inputs.keys.append(f"features:{features_key}")
+    neighbors_key = None
+    if inputs.neighbors is not None:
+        neighbors_key = _check_upstream("neighbors", inputs.neighbors, inputs, features_key, None)
+        inputs.keys.append(f"neighbors:{neighbors_key}")
+    if inputs.graph is not None:
+        graph_key = _check_upstream("graph", inputs.graph, inputs, features_key, neighbors_key)
+        inputs.keys.append(f"graph:{graph_key}")
     if inputs.checkpoint is not None:
         path = Path(inputs.checkpoint)
         if not path.is_file():
@@ -222,6 +227,45 @@ def resolve_inputs(inputs: Inputs) -> Inputs:
 
         inputs.keys.append(f"checkpoint:{file_identity(path)}")
     return inputs
+
+
+def _defined_over(inputs: Inputs) -> str:
+    return f"--data {inputs.data}" if inputs.dataset is not None else f"--features {inputs.features}"
+
+
+def _check_rows(option: str, path, n: int, inputs: Inputs) -> None:
+    if n != inputs.num_samples:
+        what = "images" if inputs.dataset is not None else "rows"
+        raise BadInput(f"{option} {path} has {n:,} rows but {_defined_over(inputs)} has {inputs.num_samples:,} {what}.")
+
+
+def _check_upstream(kind: str, path, inputs: Inputs, features_key: str | None, neighbors_key: str | None) -> str:
+    """A neighbors or graph input: its kind, its N, and that it was made from the features (or
+    neighbours) given beside it. Returns its key."""
+    from ccli.store import open_artifact
+
+    option = INPUT_OPTIONS[kind]
+    with open_artifact(path, kind, what=option) as art:
+        if kind == "neighbors":
+            n = art.shape("indices")[0]
+        else:
+            shape = art.attr("shape")
+            n = int(shape[0]) if shape is not None else art.shape("indptr")[0] - 1
+        key, made_from = art.key, list(art.inputs)
+    if inputs.num_samples:
+        _check_rows(option, path, n, inputs)
+    else:
+        inputs.num_samples = n
+    # A kNN graph records its neighbours' key and theirs (the features'); a self-expressive graph
+    # the features' key. Whatever was given beside it must be among them.
+    beside = [(features_key, "--features", inputs.features)] if features_key else []
+    if kind == "graph" and neighbors_key:
+        beside.insert(0, (neighbors_key, "--neighbors", inputs.neighbors))
+    for upstream_key, upstream_option, upstream_path in beside:
+        if made_from and upstream_key not in made_from:
+            raise BadInput(f"{option} {path} was made from an input with key {made_from[0][:16]}…, not from "
+                           f"{upstream_option} {upstream_path} (key {upstream_key[:16]}…); rebuild it from that file.")
+    return key
 
 
 def resolve_num_clusters(requested: int, inputs: Inputs) -> int:
@@ -281,12 +325,14 @@ class RunResult:
 
 
 def run_key(method: str, config: Any, num_clusters: int, inputs: Inputs) -> str:
-    from ccli.config import config_dict
+    """The run's content key: method, config (without runtime-only keys), K, split and every input's key."""
+    from ccli.config import flat_config
+    from ccli.engine.loop import is_runtime_key
     from ccli.store import content_key
 
+    keyed = {k: v for k, v in flat_config(config).items() if not is_runtime_key(k)}
     return content_key(
-        "predictions",
-        {"method": method, "config": config_dict(config), "num_clusters": num_clusters, "split": inputs.split},
+        "predictions", {"method": method, "config": keyed, "num_clusters": num_clusters, "split": inputs.split},
         inputs.keys,
     )
 
@@ -308,9 +354,12 @@ def train(method: str, inputs: Inputs, config: Any, *, out: Path | None = None, 
     """Run `method` and write its run folder; a finished run with the same key is returned at once.
 
     Every bad-input check happens before anything is written, so a rejected command leaves no
-    trace on disk.
+    trace on disk. The folder follows ccli.methods.runfolder: another command's or another key's
+    folder is refused unless `force`. Under torchrun only rank 0 writes (and locks); every rank trains.
     """
-    from ccli.store import cache_root
+    from ccli.engine.ddp import env_rank
+    from ccli.methods import runfolder
+    from ccli.store import cache_root, key_lock
 
     info = get(method)
     check_inputs(info, inputs.given())
@@ -323,26 +372,27 @@ def train(method: str, inputs: Inputs, config: Any, *, out: Path | None = None, 
         inputs.keys.extend(module.key_inputs(inputs, config))
     key = run_key(method, config, k, inputs)
     run_dir = Path(out).expanduser() if out else cache_root(cache_dir) / "runs" / f"{method}-{key[:16]}"
-    if run_dir.exists() and not run_dir.is_dir():
-        raise BadInput(f"--out {run_dir} is a file; give a folder for the run.")
+    folder = runfolder.RunFolder(run_dir, run_dir / runfolder.MARKER, RUN_FILES)
     predictions = run_dir / "predictions.h5"
-    if not force and _finished_run(predictions, key):
+    main = env_rank() == 0
+    claim = runfolder.check_claim(folder, "train", key, force)
+    if claim == "same" and not force and _finished_run(predictions, key):
         return RunResult(run_dir, predictions, _read_scores(run_dir), cached=True)
-    if out and not force and predictions.exists():
-        raise BadInput(f"--out {run_dir} already holds a different run; use --force to replace it or pick another folder.")
-
-    from ccli.store import key_lock
+    ctx = RunContext(method, config, inputs, k, run_dir, device, cache_dir, force, resume)
+    if not main:
+        module.run(ctx)  # the other ranks train beside rank 0 and write nothing
+        return RunResult(run_dir, predictions, None)
 
     run_dir.mkdir(parents=True, exist_ok=True)
     with key_lock(run_dir / ".run"):
         if not force and _finished_run(predictions, key):
             return RunResult(run_dir, predictions, _read_scores(run_dir), cached=True)
-        if force or _config_key(run_dir) != key:
-            # A different (or forced) run starts clean; the same key with a checkpoint resumes.
-            for name in RUN_FILES + ("checkpoint.pt",):
-                (run_dir / name).unlink(missing_ok=True)
+        if force or runfolder.check_claim(folder, "train", key, force) != "same":
+            # A new, replaced or forced run starts clean; the same key with checkpoints resumes.
+            runfolder.clear(folder, keep=[inputs.checkpoint, inputs.features, inputs.neighbors, inputs.graph,
+                                          run_dir / ".run.lock"])
+        runfolder.write_marker(folder, "train", key, method=method)
         _write_config(run_dir / "config.yaml", method, config, k, inputs, key)
-        ctx = RunContext(method, config, inputs, k, run_dir, device, cache_dir, force, resume)
         prediction = module.run(ctx)
         scores = scores_for(inputs.targets, prediction.labels)
         _write_predictions(predictions, method, config, k, inputs, key, prediction)
@@ -363,18 +413,6 @@ def _finished_run(predictions: Path, key: str) -> bool:
 def _read_scores(run_dir: Path) -> dict | None:
     path = run_dir / "scores.json"
     return json.loads(path.read_text()) if path.is_file() else None
-
-
-def _config_key(run_dir: Path) -> str | None:
-    import yaml
-
-    path = run_dir / "config.yaml"
-    if not path.is_file():
-        return None
-    try:
-        return (yaml.safe_load(path.read_text()) or {}).get("key")
-    except yaml.YAMLError:
-        return None
 
 
 def _effective_config(method: str, config: Any, k: int, inputs: Inputs, key: str) -> dict[str, Any]:
