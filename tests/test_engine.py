@@ -201,13 +201,13 @@ def _fit(tmp, epochs, augment_on="gpu", resume=False, record=None, monitor=False
 
     images, labels = _digits_subset()
     task = _tiny_task()
-    cfg = EngineConfig(epochs=epochs, batch_size=64, optimizer="sgd", lr=lr, warmup_epochs=1, seed=3)
+    cfg = EngineConfig(epochs=epochs, batch_size=64, optimizer="sgd", lr=lr, warmup_epochs=1)
     data = make_data_path(augment_on, images, labels, [simclr_view(8, 1)] * 2, [0.3], [0.4], 64, "cpu", seed=3,
                           workers=0)
     mon = KnnMonitor(images, labels, [0.3], [0.4], k=5) if monitor else None
     files = RunFiles.for_output(tmp)
     result = fit(task, data, cfg, files, config_record=record or {"lr": lr, "epochs": epochs}, resume=resume,
-                 monitor=mon)
+                 monitor=mon, seed=3)
     return task.model.state_dict(), result, files
 
 
@@ -314,9 +314,9 @@ def test_epoch_metrics_hook_runs_every_eval_every_epochs_without_changing_traini
 
             task.epoch_metrics = epoch_metrics
         data = make_data_path("gpu", images, labels, [simclr_view(8, 1)] * 2, [0.3], [0.4], 64, "cpu", seed=3)
-        cfg = EngineConfig(epochs=5, batch_size=64, optimizer="sgd", lr=0.01, seed=3, eval_every=2)
+        cfg = EngineConfig(epochs=5, batch_size=64, optimizer="sgd", lr=0.01, eval_every=2)
         files = RunFiles.for_output(folder)
-        fit(task, data, cfg, files, config_record={})
+        fit(task, data, cfg, files, config_record={}, seed=3)
         return task.model.state_dict(), [json.loads(x) for x in files.metrics.read_text().splitlines()]
 
     plain, _ = run(tmp_path / "plain", False)

@@ -59,7 +59,7 @@ def test_pretrain_writes_checkpoint_metrics_and_config(trained):
     assert state["kind"] == "pretrain" and state["method"] == "simclr" and state["complete"]
     assert state["backbone"] == {"name": "small_cnn", "in_channels": 1, "image_size": 8, "out_dim": 128}
     assert state["data"]["spec"] == "digits" and state["data"]["num_images"] == 1797
-    assert state["config"]["epochs"] == 2 and state["config"]["temperature"] == 0.5
+    assert state["config"]["engine"]["epochs"] == 2 and state["config"]["temperature"] == 0.5
     lines = [json.loads(x) for x in (trained.parent / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in lines] == [1, 2] and lines[1]["loss"] < lines[0]["loss"] + 0.5
     assert "method: simclr" in (trained.parent / "config.yaml").read_text()
@@ -110,14 +110,48 @@ def test_embed_views_draws_and_projector_layer(trained, tmp_path, capsys):
         assert list(f["views"]) == ["weak"]
 
 
-def test_resume_continues_a_run_and_rejects_a_changed_config(tmp_path, capsys):
+def test_a_run_folder_of_another_config_is_refused_unless_forced(tmp_path, capsys):
+    from ccli.engine.checkpoint import load_checkpoint
+
     code, out, err = ccli(capsys, *TINY, "--epochs", "1", "-o", tmp_path / "r", "-q")
     assert code == 0, err
-    code, out, err = ccli(capsys, *TINY, "--epochs", "1", "--set", "lr=0.002", "--resume", "-o", tmp_path / "r")
-    assert_bad_input(code, out, err, r"different config: lr \(0.001 → 0.002\)")
-    code, out, err = ccli(capsys, *TINY, "--epochs", "1", "--backbone", "cbam_small_cnn", "--resume",
-                          "-o", tmp_path / "r")
-    assert_bad_input(code, out, err, r"different config: backbone \('small_cnn' → 'cbam_small_cnn'\)")
+    before = (tmp_path / "r" / "checkpoint.pt").read_bytes()
+    code, out, err = ccli(capsys, *TINY, "--epochs", "1", "--set", "lr=0.002", "-o", tmp_path / "r")
+    assert_bad_input(code, out, err, r"--out .*/r holds a different pretrain run \(key [0-9a-f]{12}…\)")
+    assert (tmp_path / "r" / "checkpoint.pt").read_bytes() == before  # nothing was touched
+    code, out, err = ccli(capsys, *TINY, "--epochs", "1", "--set", "lr=0.002", "--force", "-o", tmp_path / "r", "-q")
+    assert code == 0, err
+    assert load_checkpoint(tmp_path / "r" / "checkpoint.pt")["config"]["engine"]["lr"] == 0.002
+
+
+def test_an_unfinished_pretraining_resumes_automatically(tmp_path, capsys, monkeypatch):
+    import torch
+
+    from ccli.engine import schedule
+    from ccli.engine.checkpoint import load_checkpoint
+
+    code, out, err = ccli(capsys, *TINY, "--epochs", "2", "-o", tmp_path / "full", "-q")
+    assert code == 0, err
+    steps = load_checkpoint(tmp_path / "full" / "checkpoint.pt")["step"] // 2
+    original = schedule.lr_at
+
+    def dies_in_epoch_2(step, *args, **kwargs):
+        if step >= steps:
+            raise RuntimeError("killed")  # as if the process died during epoch 2
+        return original(step, *args, **kwargs)
+
+    monkeypatch.setattr(schedule, "lr_at", dies_in_epoch_2)
+    code, out, err = ccli(capsys, *TINY, "--epochs", "2", "-o", tmp_path / "part")
+    assert code != 0 and load_checkpoint(tmp_path / "part" / "checkpoint.pt")["epoch"] == 1
+    monkeypatch.setattr(schedule, "lr_at", original)
+    code, out, err = ccli(capsys, *TINY, "--epochs", "2", "-o", tmp_path / "part")
+    assert code == 0 and "resuming from epoch 1 of 2" in err, err
+    full = load_checkpoint(tmp_path / "full" / "checkpoint.pt")
+    resumed = load_checkpoint(tmp_path / "part" / "checkpoint.pt")
+    for name, value in full["model"].items():
+        torch.testing.assert_close(resumed["model"][name], value, atol=0, rtol=0)
+    epochs = [json.loads(line)["epoch"] for line in (tmp_path / "part" / "metrics.jsonl").read_text().splitlines()]
+    assert epochs == [1, 2]
 
 
 def test_pretrain_bad_inputs_exit_2_with_one_line_and_write_nothing(tmp_path, capsys):
@@ -126,11 +160,11 @@ def test_pretrain_bad_inputs_exit_2_with_one_line_and_write_nothing(tmp_path, ca
         (["--backbone", "resnet7"], r"backbone 'resnet7' is unknown \(available: .*small_cnn"),
         (["--method", "byol"], r"--method byol is not a pretraining method \(available: simclr, moby\)"),
         (["--backbone", "resnet18"], r"backbone 'resnet18' takes images of 16–1024 px, but the data are 8 px"),
-        (["--batch-size", "5000"], r"--batch-size 5000 is larger than the dataset \(1,797 images in digits\)"),
+        (["--batch-size", "5000"], r"batch_size=5000 is larger than the dataset \(1,797 images in digits\)"),
         (["--set", "temprature=0.1"], r"unknown key 'temprature' \(valid keys: .*temperature"),
-        (["--augment-on", "tpu"], r"--augment-on tpu must be cpu or gpu"),
+        (["--augment-on", "tpu"], r"augment_on=tpu must be cpu or gpu"),
         (["--preset", "imagenet-21k"], r"--preset imagenet-21k is not a simclr pretraining preset \(available: .*digits"),
-        (["--resume"], r"--resume: there is no checkpoint at .*never/checkpoint.pt"),
+        (["--epochs", "0"], r"epochs=0 must be at least 1"),
     ]
     for extra, pattern in cases:
         code, out, err = ccli(capsys, "pretrain", *TINY[1:], *extra, "-o", out_dir)

@@ -191,7 +191,7 @@ def test_tiny_run_writes_a_consistent_run_folder(cli, tmp_path, method):
     result = cli("train", "--method", method, *TINY, "-o", out)
     assert result.code == 0, result.err
     assert result.out == f"{out / 'predictions.h5'}\n"
-    assert {"config.yaml", "checkpoint.pt", "metrics.jsonl", "predictions.h5", "scores.json"} <= {
+    assert {"config.yaml", "checkpoint-cluster.pt", "run.json", "metrics.jsonl", "predictions.h5", "scores.json"} <= {
         p.name for p in out.iterdir()}
     run = _read_run(out)
     assert run["labels"].shape == (1797,) and run["probs"].shape == (1797, 10)
@@ -207,7 +207,7 @@ def test_tiny_run_writes_a_consistent_run_folder(cli, tmp_path, method):
     import yaml
 
     config = yaml.safe_load((out / "config.yaml").read_text())
-    assert config["method"] == method and config["num_clusters"] == 10 and config["config"]["epochs"] == 2
+    assert config["method"] == method and config["num_clusters"] == 10 and config["config"]["engine"]["epochs"] == 2
     if method == "dcacn":
         assert config["config"]["backbone"] == "cbam_small_cnn" and config["config"]["cluster_mode"] == "column"
 
@@ -264,7 +264,7 @@ def test_interrupted_run_resumes_from_its_checkpoint(cli, tmp_path):
     (out / "predictions.h5").unlink()
     result = cli("train", "--method", "cc", *TINY[:-1], "-o", out)
     assert result.code == 0, result.err
-    assert "resuming from epoch 2 of 2" in result.err
+    assert "stage cluster is complete" in result.err
     again = _read_run(out)
     assert (again["labels"] == first["labels"]).all()
     np.testing.assert_allclose(again["probs"], first["probs"], atol=1e-6)
@@ -303,7 +303,7 @@ def test_cc_starts_from_a_matching_checkpoint(cli, tmp_path, small_cnn_checkpoin
     out = tmp_path / "run"
     result = cli("train", "--method", "cc", *TINY, "--epochs", "1", "--checkpoint", small_cnn_checkpoint, "-o", out)
     assert result.code == 0, result.err
-    state = torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=True)
+    state = torch.load(out / "checkpoint-cluster.pt", map_location="cpu", weights_only=True)
     assert state["start_checkpoint"]["path"] == str(small_cnn_checkpoint)
     assert state["backbone"]["name"] == "small_cnn" and state["kind"] == "cluster"
 

@@ -71,7 +71,7 @@ def neighbors_command(
     verbose: VerboseOpt = False,
 ) -> None:
     setup(quiet, verbose)
-    from ccli.config import build_config, load_preset, parse_sets
+    from ccli.config import resolve_config
     from ccli.neighbors.build import compute_neighbors
     from ccli.neighbors.config import NeighborsConfig
 
@@ -97,13 +97,7 @@ def neighbors_command(
         "seed": seed,
     }
     # Defaults ← preset ← --set ← explicit options: an option typed on the line wins.
-    layers = []
-    if preset:
-        layers.append((f"--preset {preset}", load_preset("neighbors", preset)))
-    if sets:
-        layers.append(("--set", parse_sets(sets)))
-    layers.append(("the command line", {name: value for name, value in options.items() if value is not None}))
-    cfg = build_config(NeighborsConfig, layers)
+    cfg = resolve_config(NeighborsConfig, "neighbors", preset, sets or (), options)
     result = compute_neighbors(
         features, cfg, out=out, cache_dir=cache_dir, force=force, device=device, block_rows=block_rows
     )

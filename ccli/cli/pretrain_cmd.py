@@ -31,7 +31,8 @@ def register(app: typer.Typer) -> None:
             "Prints the checkpoint path. -o DIR writes DIR/checkpoint.pt, DIR/metrics.jsonl and "
             "DIR/config.yaml; -o FILE.pt writes FILE.pt with FILE.metrics.jsonl and FILE.config.yaml "
             "beside it; without -o the run goes to <cache>/runs/pretrain-<key>/ and a finished identical "
-            "run is a cache hit. --preset NAME reads presets/<method>/NAME.yaml "
+            "run is a cache hit; an unfinished run in the same folder with the same config resumes from its "
+            "checkpoint, and a folder holding another run is refused unless --force. --preset NAME reads presets/<method>/NAME.yaml "
             "(e.g. --preset digits). Example: ccli pretrain --data digits --preset digits"
         ),
     )(pretrain_command)
@@ -51,7 +52,6 @@ def pretrain_command(
     seed: Annotated[Optional[int], typer.Option("--seed", help="Random seed [default: the preset's].")] = None,
     augment_on: Annotated[Optional[str], typer.Option("--augment-on", help="gpu: batched on the training device; cpu: per-sample in DataLoader workers.")] = None,
     compile_model: Annotated[bool, typer.Option("--compile", help="torch.compile the trained network.")] = False,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out (or the cached run) from its last checkpoint.")] = False,
     out: Annotated[Optional[Path], typer.Option("-o", "--out", help="Run folder, or a .pt checkpoint path.")] = None,
     cache_dir: CacheDirOpt = None,
     force: ForceOpt = False,
@@ -68,7 +68,7 @@ def pretrain_command(
         "compile": True if compile_model else None,
     }
     config = resolve_pretrain_config(preset, sets or (), overrides)
-    result = pretrain(config, data, split, out=out, cache_dir=cache_dir, resume=resume, force=force)
+    result = pretrain(config, data, split, out=out, cache_dir=cache_dir, force=force)
     if json_out:
         last = result.history[-1] if result.history else {}
         emit_json({"checkpoint": str(result.checkpoint), "cached": result.cached, "last_epoch": last})
@@ -77,28 +77,17 @@ def pretrain_command(
 
 
 def resolve_pretrain_config(preset: Optional[str], sets, overrides: dict[str, Any]):
-    """Defaults ← preset ← --set ← explicit options; the preset file is chosen by the method."""
-    from ccli.config import available_presets, build_config, load_preset, parse_sets, presets_root
+    """Defaults ← preset ← --set ← explicit options; the preset folder is the method's (simclr by default)."""
+    from ccli.config import available_presets, parse_sets, presets_root, resolve_config
     from ccli.errors import BadInput
     from ccli.methods.pretrain import METHODS, PretrainConfig
 
-    parsed = parse_sets(sets)
-    method = overrides.get("method") or parsed.get("method")
+    method = overrides.get("method") or parse_sets(sets).get("method")
     if method is not None and method not in METHODS:
         raise BadInput(f"--method {method} is not a pretraining method (available: {', '.join(METHODS)}).")
-    layers: list[tuple[str, dict]] = []
-    if preset:
-        # presets/<method>/<NAME>.yaml, the method being --method's (simclr by default).
-        wanted = method or "simclr"
-        if not (preset.endswith((".yaml", ".yml")) or Path(preset).is_file()):
-            if not (presets_root() / wanted / f"{preset}.yaml").is_file():
-                raise BadInput(f"--preset {preset} is not a {wanted} pretraining preset "
-                               f"(available: {', '.join(available_presets(wanted)) or 'none'}).")
-        data = load_preset(wanted, preset)
-        layers.append((f"--preset {preset}", data))
-    if parsed:
-        layers.append(("--set", parsed))
-    explicit = {k: v for k, v in overrides.items() if v is not None}
-    if explicit:
-        layers.append(("option", explicit))
-    return build_config(PretrainConfig, layers)
+    wanted = method or "simclr"
+    if preset and not (preset.endswith((".yaml", ".yml")) or Path(preset).is_file()):
+        if not (presets_root() / wanted / f"{preset}.yaml").is_file():
+            raise BadInput(f"--preset {preset} is not a {wanted} pretraining preset "
+                           f"(available: {', '.join(available_presets(wanted)) or 'none'}).")
+    return resolve_config(PretrainConfig, wanted, preset, sets, overrides, explicit_source="option")

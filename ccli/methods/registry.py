@@ -38,7 +38,7 @@ INPUT_OPTIONS: dict[str, str] = {
 }
 
 # What a train run writes in its folder (globs): the run-folder protocol replaces only these.
-RUN_FILES = ("config.yaml", "metrics.jsonl", "predictions.h5", "scores.json", "checkpoint-*.pt", ".run.lock")
+RUN_FILES = ("config.yaml", "metrics.jsonl", "predictions.h5", "scores.json", "checkpoint-*.pt")
 
 
 @dataclass(frozen=True)
@@ -389,8 +389,7 @@ def train(method: str, inputs: Inputs, config: Any, *, out: Path | None = None, 
             return RunResult(run_dir, predictions, _read_scores(run_dir), cached=True)
         if force or runfolder.check_claim(folder, "train", key, force) != "same":
             # A new, replaced or forced run starts clean; the same key with checkpoints resumes.
-            runfolder.clear(folder, keep=[inputs.checkpoint, inputs.features, inputs.neighbors, inputs.graph,
-                                          run_dir / ".run.lock"])
+            runfolder.clear(folder, keep=[inputs.checkpoint, inputs.features, inputs.neighbors, inputs.graph])
         runfolder.write_marker(folder, "train", key, method=method)
         _write_config(run_dir / "config.yaml", method, config, k, inputs, key)
         prediction = module.run(ctx)
