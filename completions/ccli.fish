@@ -23,7 +23,6 @@ complete -c ccli -n '__fish_seen_subcommand_from pretrain' -l device -r -F -d 'a
 complete -c ccli -n '__fish_seen_subcommand_from pretrain' -l seed -r -F -d 'Random seed [default: the preset\'s].'
 complete -c ccli -n '__fish_seen_subcommand_from pretrain' -l augment-on -r -F -d 'gpu: batched on the training device; cpu: per-sample in DataLoader workers.'
 complete -c ccli -n '__fish_seen_subcommand_from pretrain' -l compile -d 'torch.compile the trained network.'
-complete -c ccli -n '__fish_seen_subcommand_from pretrain' -l resume -d 'Continue the run in --out (or the cached run) from its last checkpoint.'
 complete -c ccli -n '__fish_seen_subcommand_from pretrain' -s o -l out -r -F -d 'Run folder, or a .pt checkpoint path.'
 complete -c ccli -n '__fish_seen_subcommand_from pretrain' -l cache-dir -r -F -d 'Artifact cache folder [env CCLI_CACHE; default ~/.cache/ccli].'
 complete -c ccli -n '__fish_seen_subcommand_from pretrain' -l force -d 'Recompute even if the result is cached.'

@@ -59,6 +59,8 @@ def neighbor_table(indices: np.ndarray, num_neighbors: int | None = None, has_se
     rows = np.arange(len(table), dtype=np.int64)[:, None]
     table = np.where(table == rows, -1, table)
     table = _compact(table)
+    width = int((table >= 0).sum(axis=1).max()) if len(table) else 0
+    table = table[:, : max(width, 1)]  # columns that are padding in every row carry nothing
     if num_neighbors is not None:
         table = table[:, :num_neighbors]
     return table
