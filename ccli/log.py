@@ -6,6 +6,7 @@ threading a logger through every library call.
 
 from __future__ import annotations
 
+import os
 import sys
 
 _verbosity = 1  # 0 quiet, 1 normal, 2 verbose
@@ -15,6 +16,8 @@ _console = None
 def set_verbosity(quiet: bool = False, verbose: bool = False) -> None:
     global _verbosity
     _verbosity = 0 if quiet else (2 if verbose else 1)
+    if os.environ.get("RANK", "0") != "0":
+        _verbosity = 0  # under torchrun rank 0 reports for all ranks; the others only print errors
 
 
 def verbosity() -> int:

@@ -7,6 +7,7 @@ Every command takes the same spelling of the same option (DESIGN.md, "Command li
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any, List, Optional
@@ -42,12 +43,21 @@ def setup(quiet: bool = False, verbose: bool = False) -> None:
     log.set_verbosity(quiet, verbose)
 
 
+def _is_main_process() -> bool:
+    """Under torchrun every rank runs the command; only rank 0 speaks on stdout."""
+    return os.environ.get("RANK", "0") == "0"
+
+
 def emit_path(path: Path | str) -> None:
     """The one line a successful command prints on stdout: what it produced."""
+    if not _is_main_process():
+        return
     sys.stdout.write(f"{path}\n")
     sys.stdout.flush()
 
 
 def emit_json(payload: Any) -> None:
+    if not _is_main_process():
+        return
     sys.stdout.write(json.dumps(payload, indent=2, sort_keys=False, default=json_default) + "\n")
     sys.stdout.flush()
