@@ -74,24 +74,14 @@ def info(
     json_out: JsonOpt = False,
 ) -> None:
     setup()
-    import h5py
-
     from ccli import log
     from ccli.store import open_artifact
     from ccli.store.cache import cache_root, find_entry
 
     path = find_entry(cache_root(cache_dir), ref)
     with open_artifact(path) as art:
-        attrs = {k: art.attr(k) for k in art.h5.attrs.keys()}
-        attrs = {k: (v.item() if hasattr(v, "item") else v) for k, v in attrs.items()}
-        datasets = {}
-
-        def visit(name, obj):
-            if isinstance(obj, h5py.Dataset):
-                datasets[name] = {"shape": list(obj.shape), "dtype": str(obj.dtype),
-                                  "compression": obj.compression}
-
-        art.h5.visititems(visit)
+        described = art.describe()
+    attrs, datasets = described["attrs"], described["datasets"]
     if json_out:
         emit_json({"path": str(path), "attrs": attrs, "datasets": datasets})
         return

@@ -48,25 +48,13 @@ def info(
     quiet: QuietOpt = False,
 ) -> None:
     setup(quiet)
-    import numpy as np
-
     from ccli import log
     from ccli.data.sources import load_dataset
+    from ccli.data.summary import dataset_summary
 
     ds = load_dataset(spec, split=split, image_size=image_size)
-    known = ds.labels >= 0
-    counts = np.bincount(ds.labels[known]) if known.any() else np.zeros(0, dtype=np.int64)
-    summary = {
-        "spec": ds.spec,
-        "split": ds.split,
-        "n": len(ds),
-        "image_shape": list(ds.images.shape[1:]),
-        "num_classes": ds.num_classes,
-        "labelled": int(known.sum()),
-        "class_sizes": counts.tolist(),
-        "class_names": ds.class_names,
-        "fingerprint": ds.fingerprint,
-    }
+    summary = dataset_summary(ds)
+    counts = summary["class_sizes"]
     if json_out:
         emit_json(summary)
         return

@@ -256,6 +256,21 @@ class Artifact:
     def shape(self, name: str) -> tuple[int, ...]:
         return tuple(self.h5[name].shape)
 
+    def describe(self) -> dict:
+        """Root attributes and every dataset's shape, dtype and compression (for `cache info`)."""
+        import h5py
+
+        attrs = {k: self.attr(k) for k in self.h5.attrs.keys()}
+        attrs = {k: (v.item() if hasattr(v, "item") else v) for k, v in attrs.items()}
+        datasets: dict[str, dict] = {}
+
+        def visit(name, obj):
+            if isinstance(obj, h5py.Dataset):
+                datasets[name] = {"shape": list(obj.shape), "dtype": str(obj.dtype), "compression": obj.compression}
+
+        self.h5.visititems(visit)
+        return {"attrs": attrs, "datasets": datasets}
+
     def close(self) -> None:
         self.h5.close()
 
