@@ -4,10 +4,6 @@ checkpoints, exact resume, NaN handling, and a 2-process gloo DDP run equal to o
 from __future__ import annotations
 
 import math
-import os
-import socket
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -365,29 +361,12 @@ _DDP_SCRIPT = textwrap.dedent(
 )
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_ddp_gloo_two_processes_equal_one_process(tmp_path):
+    from tests.ddp_launch import one_and_two_ranks
+
     script = tmp_path / "ddp_worker.py"
     script.write_text(_DDP_SCRIPT)
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    single = subprocess.run([sys.executable, str(script), str(tmp_path / "one")], env=env, capture_output=True,
-                            text=True, timeout=240)
-    assert single.returncode == 0, single.stderr
-    port = str(_free_port())
-    procs = []
-    for rank in range(2):
-        penv = {**env, "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1",
-                "MASTER_PORT": port}
-        procs.append(subprocess.Popen([sys.executable, str(script), str(tmp_path / "two")], env=penv,
-                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
-    for p in procs:
-        _, err = p.communicate(timeout=240)
-        assert p.returncode == 0, err
+    one_and_two_ranks(script, tmp_path)
     one = torch.load(tmp_path / "one" / "weights.pt")
     two = torch.load(tmp_path / "two" / "weights.pt")
     for key in one:

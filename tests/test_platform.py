@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import textwrap
@@ -17,6 +16,7 @@ import torch
 from ccli.errors import BadInput
 from ccli.store import ArtifactWriter
 from tests.conftest import assert_bad_input
+from tests.ddp_launch import free_port, one_and_two_ranks
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -305,29 +305,10 @@ _GATHER_SCRIPT = textwrap.dedent(
 )
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_two_processes_see_the_global_batchs_negatives_and_get_its_gradient(tmp_path):
     script = tmp_path / "gather_worker.py"
     script.write_text(_GATHER_SCRIPT)
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    single = subprocess.run([sys.executable, str(script), str(tmp_path / "one")], env=env, capture_output=True,
-                            text=True, timeout=240)
-    assert single.returncode == 0, single.stderr
-    port = str(_free_port())
-    procs = []
-    for rank in range(2):
-        penv = {**env, "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1",
-                "MASTER_PORT": port}
-        procs.append(subprocess.Popen([sys.executable, str(script), str(tmp_path / "two")], env=penv,
-                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
-    for p in procs:
-        _, err = p.communicate(timeout=240)
-        assert p.returncode == 0, err
+    one_and_two_ranks(script, tmp_path)
     one = torch.load(tmp_path / "one" / "result.pt")
     two = torch.load(tmp_path / "two" / "result.pt")
     # Every step's loss is the global batch's (a rank without the gather would see 8 rows, not 16)...
@@ -346,7 +327,7 @@ def test_ccli_train_runs_under_torchrun_and_only_rank_0_writes(tmp_path):
     out = tmp_path / "run"
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "CCLI_CACHE": str(tmp_path / "cache")}
     proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port()),
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
          "-m", "ccli", "train", "--method", "cc", "--data", "digits", "--preset", "digits", "--epochs", "1",
          "--set", "eval_every=0", "-o", str(out), "-q"],
         env=env, capture_output=True, text=True, timeout=300, cwd=REPO)
@@ -355,7 +336,7 @@ def test_ccli_train_runs_under_torchrun_and_only_rank_0_writes(tmp_path):
     lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r.get("epoch") for r in lines] == [1, None] and lines[-1]["final"]
     bad = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port()),
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
          "-m", "ccli", "train", "--method", "cc", "--data", "digits", "--preset", "digits", "--batch-size", "127",
          "-o", str(tmp_path / "bad")], env=env, capture_output=True, text=True, timeout=300, cwd=REPO)
     assert bad.returncode != 0 and "batch_size=127 is not divisible by the 2 processes" in bad.stderr

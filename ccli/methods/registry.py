@@ -15,7 +15,7 @@ folder, the cache hit, the predictions artifact, scores.json and the last metric
 
 from __future__ import annotations
 
-import dataclasses
+
 import importlib
 import json
 from dataclasses import dataclass, field

@@ -75,26 +75,27 @@ def load_pretrained(path, expect_backbone: Optional[str] = None, what: str = "ch
     except BadInput as exc:
         raise BadInput(f"{what} {path}: {exc}") from exc
     weights = state["model"]
-    prefix = state.get("backbone_prefix", "backbone.")
-    sub = {k[len(prefix):]: v for k, v in weights.items() if k.startswith(prefix)}
-    try:
-        backbone.load_state_dict(sub, strict=True)
-    except RuntimeError as exc:
-        raise BadInput(f"{what} {path} does not hold a {bb['name']} backbone (its weights do not fit).") from exc
+    _load_part(backbone, weights, state.get("backbone_prefix", "backbone."),
+               f"{what} {path} does not hold a {bb['name']} backbone (its weights do not fit).")
     projector = None
     pinfo = state.get("projector")
     if pinfo:
         projector = MLP(int(pinfo["in_dim"]), int(pinfo["hidden"]), int(pinfo["out_dim"]), 2, bool(pinfo["bn"]))
-        pprefix = state.get("projector_prefix", "projector.")
-        psub = {k[len(pprefix):]: v for k, v in weights.items() if k.startswith(pprefix)}
-        try:
-            projector.load_state_dict(psub, strict=True)
-        except RuntimeError as exc:
-            raise BadInput(f"{what} {path} has a projector whose weights do not fit its description.") from exc
+        _load_part(projector, weights, state.get("projector_prefix", "projector."),
+                   f"{what} {path} has a projector whose weights do not fit its description.")
         projector.eval()
     backbone.eval()
     info = {k: v for k, v in state.items() if k not in ("model", "optimizer")}
     return Pretrained(backbone, projector, info, path)
+
+
+def _load_part(module, weights: dict, prefix: str, problem: str) -> None:
+    """Load the entries of `weights` under `prefix` into `module` (strict), or BadInput(problem)."""
+    sub = {k[len(prefix):]: v for k, v in weights.items() if k.startswith(prefix)}
+    try:
+        module.load_state_dict(sub, strict=True)
+    except RuntimeError as exc:
+        raise BadInput(problem) from exc
 
 
 EMBED_VIEWS = ("clean", "weak", "strong")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from ccli.errors import BadInput
+from ccli.methods.pretrain.config import PretrainConfig
 
 
 def build_heads(cfg: PretrainConfig, in_dim: int):

@@ -64,31 +64,28 @@ def _lock_base(folder) -> Path:
     return folder.marker.with_name(f".{folder.marker.name}")
 
 
-def _is_complete(path: Path, record: dict[str, Any]) -> bool:
+def _matching_state(path: Path, record: dict[str, Any]) -> dict | None:
+    """The checkpoint at `path` if it can be read and was made with this config, else None."""
     from ccli.engine.checkpoint import load_checkpoint
     from ccli.engine.loop import config_differences
 
     if not path.is_file():
-        return False
-    try:
-        state = load_checkpoint(path)
-    except BadInput:
-        return False
-    return bool(state.get("complete")) and not config_differences(state.get("config", {}), record)
-
-
-def _resumable(path: Path, record: dict[str, Any]) -> bool:
-    from ccli.engine.checkpoint import load_checkpoint
-    from ccli.engine.loop import config_differences
-
-    if not path.is_file():
-        return False
+        return None
     try:
         state = load_checkpoint(path)
     except BadInput:
         log.warn(f"{path} cannot be read; pretraining starts from scratch.")
-        return False
-    return not config_differences(state.get("config", {}), record)
+        return None
+    return None if config_differences(state.get("config", {}), record) else state
+
+
+def _is_complete(path: Path, record: dict[str, Any]) -> bool:
+    state = _matching_state(path, record)
+    return bool(state and state.get("complete"))
+
+
+def _resumable(path: Path, record: dict[str, Any]) -> bool:
+    return _matching_state(path, record) is not None
 
 
 def pretrain(cfg: PretrainConfig, data_spec: str, split: str = "all", out: Optional[Path] = None, cache_dir=None,
