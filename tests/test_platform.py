@@ -341,3 +341,22 @@ def test_ccli_train_runs_under_torchrun_and_only_rank_0_writes(tmp_path):
          "-o", str(tmp_path / "bad")], env=env, capture_output=True, text=True, timeout=300, cwd=REPO)
     assert bad.returncode != 0 and "batch_size=127 is not divisible by the 2 processes" in bad.stderr
     assert not (tmp_path / "bad").exists()
+
+
+def test_two_identical_pretrainings_at_once_train_once(tmp_path):
+    """The key lock: the second process waits for the first and reuses its checkpoint."""
+    out = tmp_path / "shared"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "CCLI_CACHE": str(tmp_path / "cache")}
+    cmd = [sys.executable, "-m", "ccli", "pretrain", "--data", "digits", "--preset", "digits", "--epochs", "2",
+           "--set", "knn_every=0", "-o", str(out)]
+    procs = [subprocess.Popen(cmd, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    results = [p.communicate(timeout=300) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [err for _, err in results]
+    assert [o.strip() for o, _ in results] == [str(out / "checkpoint.pt")] * 2
+    said = [" ".join(err.split()) for _, err in results]  # the console wraps long lines
+    trained = [err for err in said if "pretraining simclr" in err]
+    reused = [err for err in said if "completed by another process" in err]
+    assert len(trained) == 1 and len(reused) == 1, [err for _, err in results]
+    epochs = [json.loads(line)["epoch"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert epochs == [1, 2]  # one run's lines, not two interleaved
