@@ -13,13 +13,14 @@ from dataclasses import dataclass
 from ccli.config import section
 from ccli.engine.loop import EngineConfig
 from ccli.methods import cc
+from ccli.methods.two_heads import TwoHeadConfig, global_view, two_head_model, two_head_step
 from ccli.methods.trainer import Plan, Setup, Stage, check_common, train
 
 SEEN: dict[str, list] = {"before_epoch": [], "pairs": []}
 
 
 @dataclass
-class Config(cc.Config):
+class Config(TwoHeadConfig):
     backbone: str = "small_cnn"
     image_size: int | None = None
     engine: EngineConfig = section(lambda: EngineConfig(epochs=1, batch_size=128, optimizer="adam", lr=1e-3,
@@ -40,9 +41,9 @@ def build(setup: Setup) -> Plan:
     from ccli.losses.scan import scan_consistency
 
     config = setup.config
-    model = cc.two_head_model(setup)
+    model = two_head_model(setup)
     model.register_buffer("epochs_seen", torch.zeros((), dtype=torch.long))
-    view = cc.global_view(config, setup.size, setup.channels)
+    view = global_view(config, setup.size, setup.channels)
 
     def count(ctx):
         model.epochs_seen += 1
@@ -55,7 +56,7 @@ def build(setup: Setup) -> Plan:
 
     warmup = dataclasses.replace(config.engine, epochs=config.warmup_epochs)
     return Plan(model, [
-        Stage("warmup", [view, view], cc.two_head_step(lambda hs, ps: cc.cc_loss(hs, ps, config)), engine=warmup,
+        Stage("warmup", [view, view], two_head_step(lambda hs, ps: cc.cc_loss(hs, ps, config)), engine=warmup,
               before_epoch=count),
         Stage("pairs", [view], pair_step, neighbor_views=[view], before_epoch=count),
     ])

@@ -92,3 +92,14 @@ def test_the_checker_catches_a_broken_rule(tmp_path, monkeypatch, source, expect
         assert any(expected in v and "_planted_for_test" in v for v in violations())
     finally:
         planted.unlink()
+
+
+def test_no_method_module_imports_another_method():
+    """Shared parts live in the base (trainer.py, two_heads.py), never in another method's module."""
+    from ccli.methods import registry
+
+    methods = {registry.get(name).module for name in registry.method_names()}
+    modules = _modules()
+    found = [f"{module} imports {name}" for module in sorted(methods) for name in imports_of(modules[module])
+             if name in methods and name != module]
+    assert found == []

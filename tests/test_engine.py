@@ -4,7 +4,6 @@ checkpoints, exact resume, NaN handling, and a 2-process gloo DDP run equal to o
 from __future__ import annotations
 
 import math
-import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -329,46 +328,24 @@ def test_epoch_metrics_hook_runs_every_eval_every_epochs_without_changing_traini
 # ------------------------------------------------------------------------------------------
 # DDP: two gloo processes equal one process with the same global batch
 # ------------------------------------------------------------------------------------------
-_DDP_SCRIPT = textwrap.dedent(
-    """
-    import sys, torch, numpy as np
-    from torch import nn
-    from ccli.engine import EngineConfig, RunFiles, Task, fit, make_data_path
-    from ccli.engine.ddp import init_distributed, shutdown
-    from ccli.data.augment import eval_view
-
-    out = sys.argv[1]
-    dist, device = init_distributed("cpu")
-    rng = np.random.default_rng(0)
-    images = rng.integers(0, 256, (64, 4, 4, 1), dtype=np.uint8)
-    labels = np.zeros(64, dtype=np.int64)
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 4))
-
-    def loss_step(net, batch, ctx):
-        (x,) = batch["views"]
-        # A per-sample loss: the mean over each rank's half, averaged over ranks by DDP's
-        # gradient all-reduce, equals the mean over the global batch.
-        return {"loss": ((net(x) - x.flatten(1)[:, :4]) ** 2).sum(1).mean()}
-
-    data = make_data_path("gpu", images, labels, [eval_view(4)], [0.5], [0.25], 16, device, seed=0, dist=dist)
-    fit(Task(model, model, loss_step), data, EngineConfig(epochs=2, batch_size=16, optimizer="sgd", lr=0.05,
-        weight_decay=0.0, knn_every=0), RunFiles.for_output(out), config_record={}, dist=dist, device=device)
-    if dist.is_main:
-        torch.save(model.state_dict(), out + "/weights.pt")
-    shutdown()
-    """
-)
+# A per-sample loss: the mean over each rank's half, averaged over ranks by DDP's gradient
+# all-reduce, equals the mean over the global batch.
+_PER_SAMPLE_LOSS = """
+def loss_step(net, batch, ctx):
+    (x,) = batch["views"]
+    return {"loss": ((net(x) - x.flatten(1)[:, :4]) ** 2).sum(1).mean()}
+"""
 
 
 def test_ddp_gloo_two_processes_equal_one_process(tmp_path):
     from tests.ddp_launch import one_and_two_ranks
 
-    script = tmp_path / "ddp_worker.py"
-    script.write_text(_DDP_SCRIPT)
+    from tests.ddp_launch import write_worker
+
+    script = write_worker(tmp_path / "ddp_worker.py", _PER_SAMPLE_LOSS, width=4, lr=0.05)
     one_and_two_ranks(script, tmp_path)
-    one = torch.load(tmp_path / "one" / "weights.pt")
-    two = torch.load(tmp_path / "two" / "weights.pt")
+    one = torch.load(tmp_path / "one" / "result.pt")["weights"]
+    two = torch.load(tmp_path / "two" / "result.pt")["weights"]
     for key in one:
         torch.testing.assert_close(two[key], one[key], atol=1e-6, rtol=1e-5)
     # The run moved away from its initialisation, so equality is not trivial.

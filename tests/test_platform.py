@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +15,7 @@ import torch
 from ccli.errors import BadInput
 from ccli.store import ArtifactWriter
 from tests.conftest import assert_bad_input
-from tests.ddp_launch import free_port, one_and_two_ranks
+from tests.ddp_launch import free_port, one_and_two_ranks, write_worker
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -267,47 +266,20 @@ def test_engine_keys_are_declared_once_and_spelt_flat_or_dotted():
 
 
 # --- DDP ------------------------------------------------------------------------------------
-_GATHER_SCRIPT = textwrap.dedent(
-    """
-    import sys, torch, numpy as np
-    from torch import nn
-    from ccli.engine import EngineConfig, RunFiles, Task, fit, make_data_path
-    from ccli.engine.ddp import init_distributed, shutdown
-    from ccli.data.augment import eval_view
-    from ccli.losses.cluster import cluster_contrastive_loss
-    from ccli.losses.nt_xent import nt_xent
-    from ccli.methods.trainer import gather
-
-    out = sys.argv[1]
-    dist, device = init_distributed("cpu")
-    rng = np.random.default_rng(0)
-    images = rng.integers(0, 256, (64, 4, 4, 1), dtype=np.uint8)
-    labels = np.zeros(64, dtype=np.int64)
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 8))
-    losses = []
-
-    def loss_step(net, batch, ctx):
-        (x,) = batch["views"]
-        z = net(torch.cat([x, x.flip(-1)]))
-        a, b = gather(z[: len(x)], ctx), gather(z[len(x):], ctx)  # the global batch's rows
-        loss = nt_xent(a, b, 0.5) + cluster_contrastive_loss(a[:, :4].softmax(1), b[:, :4].softmax(1), 1.0)
-        losses.append(float(loss))
-        return {"loss": loss}
-
-    data = make_data_path("gpu", images, labels, [eval_view(4)], [0.5], [0.25], 16, device, seed=0, dist=dist)
-    fit(Task(model, model, loss_step), data, EngineConfig(epochs=2, batch_size=16, optimizer="sgd", lr=0.5,
-        weight_decay=0.0, knn_every=0), RunFiles.for_output(out), config_record={}, dist=dist, device=device)
-    if dist.is_main:
-        torch.save({"weights": model.state_dict(), "losses": losses}, out + "/result.pt")
-    shutdown()
-    """
-)
+# Both views' embeddings are gathered, so every rank computes the global batch's loss.
+_GATHERED_LOSS = """
+def loss_step(net, batch, ctx):
+    (x,) = batch["views"]
+    z = net(torch.cat([x, x.flip(-1)]))
+    a, b = gather(z[: len(x)], ctx), gather(z[len(x):], ctx)  # the global batch's rows
+    loss = nt_xent(a, b, 0.5) + cluster_contrastive_loss(a[:, :4].softmax(1), b[:, :4].softmax(1), 1.0)
+    losses.append(float(loss))
+    return {"loss": loss}
+"""
 
 
 def test_two_processes_see_the_global_batchs_negatives_and_get_its_gradient(tmp_path):
-    script = tmp_path / "gather_worker.py"
-    script.write_text(_GATHER_SCRIPT)
+    script = write_worker(tmp_path / "gather_worker.py", _GATHERED_LOSS, width=8, lr=0.5)
     one_and_two_ranks(script, tmp_path)
     one = torch.load(tmp_path / "one" / "result.pt")
     two = torch.load(tmp_path / "two" / "result.pt")

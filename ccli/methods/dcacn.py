@@ -1,6 +1,6 @@
 """DCACN (seed 003, dcacn.md): CBAM-ResNet-34, multi-crop views, decoupled contrast at both levels.
 
-CC's two-head model (ccli.methods.cc) with three changes the paper claims:
+CC's two-head model (ccli.methods.two_heads) with three changes the paper claims:
 1. CBAM in every residual block of the backbone (ccli.models.cbam);
 2. two global views plus V_l low-resolution local views, local ones paired only with global
    ones (A3, §5.5);
@@ -19,15 +19,15 @@ from dataclasses import dataclass
 from typing import Literal, Optional
 
 from ccli.errors import BadInput
-from ccli.methods import cc
 from ccli.methods.registry import Inputs, Prediction, RunContext
 from ccli.methods.trainer import Plan, Setup, Stage, check_common, train
+from ccli.methods.two_heads import TwoHeadConfig, global_view, two_head_model, two_head_step
 
 
 @dataclass
-class Config(cc.Config):
+class Config(TwoHeadConfig):
     backbone: str = "cbam_resnet34-imagenet"
-    # Global views use cc's crop_scale / gray_p / blur_p; the paper's globals get crop, flip and
+    # Global views use the family's crop_scale / gray_p / blur_p; the paper's globals get crop, flip and
     # colour jitter only (§2.1), the locals add grayscale and blur.
     crop_scale: tuple[float, float] = (0.4, 1.0)
     gray_p: float = 0.0
@@ -96,14 +96,14 @@ def build(setup: Setup) -> Plan:
 
     config: Config = setup.config
     size, c = setup.size, setup.channels
-    global_view = cc.global_view(config, size, c)
-    local_view = cc.global_view(config, local_size(config, size), c, scale=tuple(config.local_scale),
+    wide_view = global_view(config, size, c)
+    local_view = global_view(config, local_size(config, size), c, scale=tuple(config.local_scale),
                                 gray_p=config.local_gray_p if c == 3 else 0.0, blur_p=config.local_blur_p)
-    views = [global_view] * config.n_global + [local_view] * config.n_local
+    views = [wide_view] * config.n_global + [local_view] * config.n_local
     pairs = multicrop_pairs(config.n_global, config.n_local)
     cluster_pairs = pairs if config.cluster_pairs == "all" else multicrop_pairs(config.n_global, 0)
-    step = cc.two_head_step(lambda hs, ps: dcacn_loss(hs, ps, config, pairs, cluster_pairs))
-    return Plan(cc.two_head_model(setup), [Stage("cluster", views, step)],
+    step = two_head_step(lambda hs, ps: dcacn_loss(hs, ps, config, pairs, cluster_pairs))
+    return Plan(two_head_model(setup), [Stage("cluster", views, step)],
                 record={"entropy_weight_effective": entropy_weight(config)})
 
 

@@ -256,7 +256,6 @@ def stage_checkpoint(ctx: RunContext, stage: str):
 def _fit_stage(ctx: RunContext, setup: Setup, plan: Plan, stage: Stage, record: dict, extra: dict,
                epoch_metrics) -> None:
     from ccli.engine import KnnMonitor, RunFiles, Task, fit, make_data_path
-    from ccli.engine.checkpoint import load_checkpoint
 
     config, dataset, model = ctx.config, setup.dataset, plan.model
     engine = stage.engine or config.engine
@@ -264,10 +263,11 @@ def _fit_stage(ctx: RunContext, setup: Setup, plan: Plan, stage: Stage, record: 
         raise BadInput(f"method {ctx.method} trains on neighbour pairs in stage {stage.name}: give --neighbors or --graph.")
     files = RunFiles(stage_checkpoint(ctx, stage.name), ctx.metrics_path, ctx.run_dir / "config.yaml")
     stage_record = {**record, "stage": stage.name, "engine": dataclasses.asdict(engine)}
-    resume = ctx.resume and _resumable(files.checkpoint)
-    if resume and load_checkpoint(files.checkpoint).get("complete"):
+    state = _readable_checkpoint(files.checkpoint) if ctx.resume else None
+    resume = state is not None
+    if resume and state.get("complete"):
         # A finished stage is not retrained: its weights are where the next stage starts.
-        model.load_state_dict(load_checkpoint(files.checkpoint)["model"])
+        model.load_state_dict(state["model"])
         log.info(f"{ctx.method}: stage {stage.name} is complete in {files.checkpoint}; continuing after it")
         return
     data = make_data_path(engine.augment_on, dataset.images, dataset.labels, stage.views, setup.mean, setup.std,
@@ -292,18 +292,17 @@ def _fit_stage(ctx: RunContext, setup: Setup, plan: Plan, stage: Stage, record: 
         device=setup.device)
 
 
-def _resumable(path) -> bool:
-    """A checkpoint of this run's key that can be read: continue it rather than start over."""
+def _readable_checkpoint(path) -> Optional[dict]:
+    """The stage checkpoint of this run's key, if one can be read: continue it rather than start over."""
     from ccli.engine.checkpoint import load_checkpoint
 
     if not path.is_file():
-        return False
+        return None
     try:
-        load_checkpoint(path)
+        return load_checkpoint(path)
     except BadInput:
         log.warn(f"{path} cannot be read; the stage starts from scratch.")
-        return False
-    return True
+        return None
 
 
 def neighbor_table(inputs: Inputs, num_neighbors: int) -> Optional[np.ndarray]:
