@@ -59,7 +59,25 @@ def preset_path(group: str, name: str) -> Path:
     return path
 
 
+# Keys a preset may carry that describe it rather than configure a run: the paper's reported
+# numbers (`paper_results: {table: "…", dataset: "…", acc: …, nmi: …, ari: …}`, a mapping or a
+# list of them). They never reach a config and never enter a run key.
+PRESET_METADATA_KEYS = ("paper_results",)
+
+
 def load_preset(group: str, name: str) -> dict[str, Any]:
+    """A preset's configuration values (metadata keys removed: see preset_metadata)."""
+    data = _read_preset(group, name)
+    return {key: value for key, value in data.items() if key not in PRESET_METADATA_KEYS}
+
+
+def preset_metadata(group: str, name: str) -> dict[str, Any]:
+    """A preset's descriptive keys (PRESET_METADATA_KEYS) that load_preset leaves out."""
+    data = _read_preset(group, name)
+    return {key: data[key] for key in PRESET_METADATA_KEYS if key in data}
+
+
+def _read_preset(group: str, name: str) -> dict[str, Any]:
     import yaml
 
     path = preset_path(group, name)

@@ -332,3 +332,13 @@ def test_two_identical_pretrainings_at_once_train_once(tmp_path):
     assert len(trained) == 1 and len(reused) == 1, [err for _, err in results]
     epochs = [json.loads(line)["epoch"] for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert epochs == [1, 2]  # one run's lines, not two interleaved
+
+
+def test_preset_paper_results_are_metadata_not_config(tmp_path):
+    from ccli.config import load_preset, preset_metadata
+
+    preset = tmp_path / "p.yaml"
+    preset.write_text("epochs: 3  # PROPOSED\npaper_results:\n  table: CC Table 2\n  dataset: cifar10\n  acc: 0.79\n")
+    assert load_preset("cc", str(preset)) == {"epochs": 3}
+    assert preset_metadata("cc", str(preset)) == {
+        "paper_results": {"table": "CC Table 2", "dataset": "cifar10", "acc": 0.79}}

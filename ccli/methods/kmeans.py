@@ -21,6 +21,7 @@ import numpy as np
 
 from ccli import log
 from ccli.errors import BadInput
+from ccli.fit.kmeans import faiss_available, kmeans
 from ccli.methods.registry import Inputs, Prediction, RunContext
 
 
@@ -39,37 +40,8 @@ class Config:
     embed_layer: Literal["backbone", "projector"] = "backbone"
 
 
-def kmeans(x: np.ndarray, k: int, *, backend: str = "auto", n_init: int = 10, max_iter: int = 300,
-           seed: int = 0) -> tuple[np.ndarray, np.ndarray, float, str]:
-    """Cluster rows of x into k groups; returns (labels int64 [N], centroids [k, D], inertia, backend used)."""
-    x = np.ascontiguousarray(x, dtype=np.float32)
-    if backend == "auto":
-        backend = "faiss" if _faiss_available() else "sklearn"
-    if backend == "faiss":
-        import faiss
-
-        n, d = x.shape
-        km = faiss.Kmeans(d, k, niter=max_iter, nredo=n_init, seed=seed, verbose=False,
-                          max_points_per_centroid=max(256, -(-n // k) + 1), min_points_per_centroid=1)
-        km.train(x)
-        distances, labels = km.index.search(x, 1)
-        return labels[:, 0].astype(np.int64), km.centroids.copy(), float(distances.sum()), "faiss"
-    from sklearn.cluster import KMeans
-
-    km = KMeans(n_clusters=k, n_init=n_init, max_iter=max_iter, random_state=seed).fit(x)
-    return km.labels_.astype(np.int64), km.cluster_centers_.astype(np.float32), float(km.inertia_), "sklearn"
-
-
-def _faiss_available() -> bool:
-    try:
-        import faiss  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 def validate(inputs: Inputs, config: Config, num_clusters: int) -> None:
-    if config.backend == "faiss" and not _faiss_available():
+    if config.backend == "faiss" and not faiss_available():
         raise BadInput("backend=faiss was requested but faiss is not installed (use backend=sklearn).")
     if inputs.features is None:
         if inputs.checkpoint is not None:

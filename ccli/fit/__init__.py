@@ -1,0 +1,1 @@
+"""Method-neutral fitting routines (k-means, …) that several methods and commands share."""
