@@ -698,3 +698,53 @@ def load_dataset(
         fingerprint=fingerprint,
         ids=list(plan.ids) if plan.ids is not None and len(plan.ids) == len(labels) else None,
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# Probing: the shape a spec would load, cheaply (for the auto preset)
+
+# (side, channels) and images per split of the kinds whose files fix them.
+_NATIVE = {
+    "digits": (8, 1, {"all": 1797}),
+    "mnist": (28, 1, {"train": 60000, "test": 10000}),
+    "fashion-mnist": (28, 1, {"train": 60000, "test": 10000}),
+    "cifar10": (32, 3, {"train": 50000, "test": 10000}),
+    "cifar100-20": (32, 3, {"train": 50000, "test": 10000}),
+    "stl10": (96, 3, {"train": 5000, "test": 8000, "unlabeled": 100000}),
+}
+
+
+@dataclass(frozen=True)
+class DatasetShape:
+    n: int
+    height: int
+    width: int
+    channels: int
+
+
+def probe_dataset(spec: str, split: str = "all", image_size: int | None = None) -> DatasetShape:
+    """N, H, W, C that `load_dataset(spec, split, image_size)` would give, without decoding the images
+    (image folders: the file count and the first image's header)."""
+    kind, normalised, effective_split, plan = _plan(spec, split, image_size)
+    if kind in _NATIVE:
+        side, channels, counts = _NATIVE[kind]
+        parts = {"all": ["train", "test"], "all+unlabeled": ["train", "test", "unlabeled"]}.get(effective_split,
+                                                                                            [effective_split])
+        n = counts["all"] if "all" in counts else sum(counts[p] for p in parts)
+        side = plan.image_size or side
+        return DatasetShape(n, side, side, channels)
+    if plan.ids is not None:  # image files: decoded as RGB
+        if plan.image_size:
+            return DatasetShape(len(plan.ids), plan.image_size, plan.image_size, 3)
+        from PIL import Image, UnidentifiedImageError
+
+        first = plan.files[0]
+        try:
+            with Image.open(first) as img:
+                width, height = img.size
+        except (UnidentifiedImageError, OSError) as exc:
+            raise BadInput(f"{first} is not a readable image ({exc}).") from exc
+        return DatasetShape(len(plan.ids), height, width, 3)
+    images, _, _ = plan.read(None, None)  # npz / h5: the arrays themselves
+    n, h, w, c = images.shape
+    return DatasetShape(n, h, w, c)

@@ -133,7 +133,8 @@ def check_inputs(info: MethodInfo, given: Mapping[str, Any]) -> None:
 # Configuration
 # ------------------------------------------------------------------------------------------
 # Command-line options that are shorthands for config keys (`--epochs 5` = `--set epochs=5`).
-OPTION_KEYS = {"--k": "num_clusters", "--seed": "seed", "--epochs": "epochs", "--batch-size": "batch_size"}
+OPTION_KEYS = {"--k": "num_clusters", "--seed": "seed", "--epochs": "epochs", "--batch-size": "batch_size",
+               "--image-size": "image_size"}
 
 
 def resolve_method_config(module: ModuleType, method: str, preset: str | None, sets: Sequence[str] = (),
