@@ -28,3 +28,18 @@ def scan_loss(anchor_logits: torch.Tensor, neighbor_logits: torch.Tensor, entrop
     p_anchor = torch.softmax(anchor_logits, dim=1)
     p_neighbor = torch.softmax(neighbor_logits, dim=1)
     return scan_consistency(p_anchor, p_neighbor) - entropy_weight * batch_entropy(p_anchor)
+
+
+def scan_loss_over_table(probs: torch.Tensor, table: torch.Tensor, entropy_weight: float) -> torch.Tensor:
+    """Eq. 14-15 over a whole set: the head-selection criterion of scanplus.md §6.5.
+
+    `probs` [N, C] are one head's softmax outputs on the un-augmented images and `table` [N, q]
+    each anchor's neighbours (−1 padding ignored). The consistency term averages
+    −log⟨p_i, p_j⟩ over every valid (i, j) pair, i.e. the sum over v ∈ N_x of Eq. 14 divided by
+    the number of pairs; the entropy term uses the mean prediction over all N images (Eq. 15).
+    """
+    valid = table >= 0
+    partner = probs[table.clamp_min(0)]  # [N, q, C]
+    agreement = (probs[:, None, :] * partner).sum(-1).clamp_min(1e-7)
+    consistency = -(torch.log(agreement) * valid).sum() / valid.sum().clamp_min(1)
+    return consistency - entropy_weight * batch_entropy(probs)
