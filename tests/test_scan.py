@@ -187,3 +187,27 @@ def test_the_chain_from_images_reuses_the_cache(cli, tmp_path, method):
     assert two["checkpoint"] == one["checkpoint"] and two["neighbors"] == one["neighbors"]
     config = (tmp_path / "b" / "config.yaml").read_text()
     assert "entropy_weight: 4" in config
+
+
+# --- presets ---------------------------------------------------------------------------------
+
+
+def test_every_preset_resolves_names_a_source_and_pretrains_its_own_backbone():
+    from pathlib import Path
+
+    from ccli.config import resolve_config
+    from ccli.methods import registry
+    from ccli.methods.scan_heads import pretrain_config
+
+    root = Path(__file__).resolve().parents[1] / "presets"
+    for method in ("scan", "scan+"):
+        module = registry.load(registry.get(method))
+        names = sorted(p.stem for p in (root / method).glob("*.yaml"))
+        assert {"digits", "fashion-mnist", "stl10", "imagenet200"} <= set(names)
+        for name in names:
+            text = (root / method / f"{name}.yaml").read_text()
+            for line in text.splitlines():
+                if line and not line.startswith(("#", " ", "paper_results")):
+                    assert "#" in line, (method, name, line)  # every value names its source
+            config = resolve_config(module.Config, method, name)
+            assert pretrain_config(config).backbone == config.backbone, (method, name)

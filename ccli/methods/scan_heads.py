@@ -33,7 +33,7 @@ from ccli.errors import BadInput
 from ccli.methods.registry import Inputs, RunContext
 from ccli.methods.trainer import Plan, Setup, Stage, TrainConfig, check_common, gather
 
-AUGMENTS = ("none", "weak", "crop", "strong")
+AUGMENTS = ("none", "weak", "crop", "simclr", "strong")
 
 
 @dataclass
@@ -51,7 +51,8 @@ class ScanConfig(TrainConfig):
     entropy_weight: float = 5.0  # λ (SCAN configs; scanplus.md A15)
     head_only: bool = False  # true: backbone frozen in eval mode, only the heads train (SCAN ImageNet)
     include_self: bool = True  # sample the neighbour from N_x ∪ {x} (SCAN's NeighborsDataset; §6.4)
-    # views of the clustering step: none | weak (flip + shift) | crop (random resized crop) | strong (RandAug + Cutout)
+    # views of the clustering step: none | weak (flip + shift) | crop (random resized crop) | simclr (SimCLR's
+    # crop + colour view, SCAN's ImageNet choice) | strong (SCAN's "ours": flip + shift + RandAug + Cutout)
     augment: str = "strong"
     crop_scale: tuple[float, float] = (0.2, 1.0)
     flip_p: float = 0.5
@@ -70,6 +71,7 @@ class ScanConfig(TrainConfig):
     # the chain from images (no --checkpoint / --neighbors): a `ccli pretrain` recipe (<method>-<name>)
     pretrain_preset: str = ""
     pretrain_epochs: int = 0  # 0 = the recipe's epochs
+    pretrain_overrides: tuple[str, ...] = ()  # KEY=VALUE settings on top of the recipe (as `ccli pretrain --set`)
     embed_layer: Literal["backbone", "projector"] = "backbone"  # scanplus.md A9: mine on backbone features
 
 
@@ -129,7 +131,8 @@ def pretrain_config(config: ScanConfig):
 
     if config.pretrain_epochs < 0:
         raise BadInput(f"pretrain_epochs={config.pretrain_epochs} must be 0 (the recipe's) or more.")
-    overrides = [f"seed={config.seed}"] + ([f"epochs={config.pretrain_epochs}"] if config.pretrain_epochs else [])
+    overrides = [f"seed={config.seed}", *config.pretrain_overrides]
+    overrides += [f"epochs={config.pretrain_epochs}"] if config.pretrain_epochs else []
     try:
         return effective(resolve_config(PretrainConfig, "pretrain", config.pretrain_preset, overrides))
     except BadInput as exc:
@@ -261,8 +264,8 @@ def with_self(table: np.ndarray) -> np.ndarray:
     return np.concatenate([rows, table], axis=1)
 
 
-def view(kind: str, config: ScanConfig, size: int):
-    from ccli.data.augment import ViewAug, default_cutout, eval_view, strong_view, weak_view
+def view(kind: str, config: ScanConfig, size: int, channels: int):
+    from ccli.data.augment import ViewAug, default_cutout, eval_view, simclr_view, strong_view, weak_view
 
     if kind == "none":
         return eval_view(size)
@@ -270,35 +273,57 @@ def view(kind: str, config: ScanConfig, size: int):
         return weak_view(size, config.flip_p)
     if kind == "crop":
         return ViewAug(size=size, scale=tuple(config.crop_scale), flip_p=config.flip_p)
+    if kind == "simclr":
+        return dataclasses.replace(simclr_view(size, channels, scale=tuple(config.crop_scale)), flip_p=config.flip_p)
     return strong_view(size, config.randaug_n, config.cutout or default_cutout(size), config.flip_p)
 
 
 # ------------------------------------------------------------------------------------------
 # Head selection (§6.5)
 # ------------------------------------------------------------------------------------------
-def head_probabilities(model: MultiHeadClusterer, images: np.ndarray, to_input, device, batch_size: int):
-    """Every head's softmax outputs on the un-augmented images: a list of H tensors [N, K] (CPU)."""
+def backbone_features(model: MultiHeadClusterer, images: np.ndarray, to_input, device, batch_size: int):
+    """The backbone's features [N, d] (CPU, float32) of the un-augmented images, in eval mode."""
     torch = _torch()
     was_training = model.training
     model.eval()
-    out = [[] for _ in model.heads.linears]
+    parts = []
     try:
         with torch.no_grad():
             for begin in range(0, len(images), batch_size):
                 batch = torch.from_numpy(np.ascontiguousarray(images[begin:begin + batch_size])).to(device)
-                for h, logits in enumerate(model(to_input(batch.permute(0, 3, 1, 2)))):
-                    out[h].append(torch.softmax(logits.float(), dim=1).cpu())
+                parts.append(model.backbone(to_input(batch.permute(0, 3, 1, 2))).float().cpu())
     finally:
         model.train(was_training)
-    return [torch.cat(parts) for parts in out]
+    return torch.cat(parts)
 
 
-def head_losses(probs: list, table: np.ndarray, entropy_weight: float) -> list[float]:
-    """Each head's SCAN loss over the whole set and every mined pair (ccli.losses.scan.scan_loss_over_table)."""
+def head_losses(probs, table: np.ndarray, entropy_weight: float) -> list[float]:
+    """Each head's SCAN loss over the whole set and every mined pair (ccli.losses.scan.scan_loss_over_table).
+
+    `probs` is a sequence of [N, K] tensors or a callable h -> [N, K] with `len` (one head in
+    memory at a time: K = 1000 on 1.28M images is 5.1 GB per head).
+    """
     from ccli.losses.scan import scan_loss_over_table
 
     index = _torch().from_numpy(np.asarray(table, dtype=np.int64))
-    return [float(scan_loss_over_table(p, index, entropy_weight)) for p in probs]
+    return [float(scan_loss_over_table(probs[h], index, entropy_weight)) for h in range(len(probs))]
+
+
+class _HeadProbabilities:
+    """probs[h] = softmax(head_h(features)) computed on demand from stored backbone features."""
+
+    def __init__(self, model: MultiHeadClusterer, features):
+        self.model, self.features = model, features
+
+    def __len__(self) -> int:
+        return len(self.model.heads.linears)
+
+    def __getitem__(self, h: int):
+        torch = _torch()
+        linear = self.model.heads.linears[h]
+        weight, bias = linear.weight.detach().float().cpu(), linear.bias.detach().float().cpu()
+        with torch.no_grad():
+            return torch.softmax(self.features @ weight.T + bias, dim=1)
 
 
 def select_head(losses: list[float]) -> int:
@@ -337,9 +362,9 @@ def cluster_stage(setup: Setup, model: MultiHeadClusterer, table: np.ndarray) ->
         if ctx.step != ctx.total_steps - 1:
             return
         generator = torch.Generator(device=setup.device)
-        probs = head_probabilities(model, setup.dataset.images, lambda x: clean(x, generator)[0], setup.device,
-                                   config.eval_batch_size)
-        losses = head_losses(probs, table, lam)
+        features = backbone_features(model, setup.dataset.images, lambda x: clean(x, generator)[0], setup.device,
+                                     config.eval_batch_size)
+        losses = head_losses(_HeadProbabilities(model, features), table, lam)
         best = select_head(losses)
         model.head.fill_(best)
         model.head_losses.copy_(torch.tensor(losses))
@@ -348,7 +373,7 @@ def cluster_stage(setup: Setup, model: MultiHeadClusterer, table: np.ndarray) ->
 
     sampled = with_self(table) if config.include_self else table
     setup.neighbors = sampled  # what the data path draws each anchor's partner from
-    v = view(config.augment, config, setup.size)
+    v = view(config.augment, config, setup.size, setup.channels)
     return Stage("cluster", [v], loss_step, neighbor_views=[v], trainable=trainable(model), after_step=after_step)
 
 
@@ -375,7 +400,7 @@ def self_label_stage(setup: Setup, model: MultiHeadClusterer) -> Stage:
     engine = dataclasses.replace(config.engine, epochs=config.self_label_epochs,
                                  batch_size=config.self_label_batch_size, optimizer=config.self_label_optimizer,
                                  lr=config.self_label_lr, weight_decay=config.self_label_weight_decay)
-    return Stage("selflabel", [eval_view(setup.size), view(config.self_label_augment, config, setup.size)],
+    return Stage("selflabel", [eval_view(setup.size), view(config.self_label_augment, config, setup.size, setup.channels)],
                  loss_step, engine=engine, trainable=trainable(model))
 
 
