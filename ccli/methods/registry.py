@@ -86,6 +86,16 @@ register(MethodInfo(
     "DCACN (seed 003): CBAM backbone, multi-crop views, decoupled instance and cluster contrast.",
     consumes=("images", "checkpoint"), requires=(("images",),),
 ))
+register(MethodInfo(
+    "scan", "ccli.methods.scan",
+    "SCAN (Van Gansbeke et al. 2020): neighbour consistency + entropy on top-q neighbours, multi-head, optional self-labelling.",
+    consumes=("images", "checkpoint", "neighbors"), requires=(("images",),),
+))
+register(MethodInfo(
+    "scan+", "ccli.methods.scan_plus",
+    "scan+ (seed 004): SCAN's clustering step on MoBY features and multi-view (4q→2q→q) neighbours.",
+    consumes=("images", "checkpoint", "neighbors"), requires=(("images",),),
+))
 
 
 def method_names() -> list[str]:
