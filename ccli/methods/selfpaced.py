@@ -72,7 +72,7 @@ class Config(TrainConfig):
     gamma: float = 0.2  # negative threshold γ
     tau: float = 0.5  # instance temperature τ
     t2: int = 5  # centre update period in stage 2 (epochs; used by sim_source soft)
-    sim_source: Literal["feature", "soft"] = "feature"  # S2: cosine of codes, or P·Pᵀ of the Student-t assignments
+    sim_source: Literal["feature", "soft"] = "feature"  # S2: cosine of codes, or of the Student-t assignments (P·Pᵀ, rows normalised)
     threshold_schedule: Literal["fixed", "linear"] = "fixed"  # fixed: the thesis's constants
     zeta_start: float = 0.95  # linear schedule only: ζ at the start of stage 2 (PROPOSED)
     gamma_start: float = 0.05  # linear schedule only: γ at the start of stage 2 (PROPOSED)
@@ -303,8 +303,8 @@ def build(setup: Setup) -> Plan:
         gamma = L.threshold_at(progress, config.gamma, config.gamma_start, config.threshold_schedule)
         with torch.no_grad():
             if config.sim_source == "soft":
-                p = L.student_t(h.float(), model.centres, config.alpha)
-                sim = p @ p.t()
+                p = F.normalize(L.student_t(h.float(), model.centres, config.alpha), dim=1)
+                sim = p @ p.t()  # cosine of the soft assignments: 1 for the same confident cluster
             else:
                 hn = F.normalize(h.float(), dim=1)
                 sim = hn @ hn.t()
