@@ -201,3 +201,16 @@ def test_an_ae_checkpoint_of_another_image_size_is_refused(cli, tmp_path):
                  "--set", f"ae_checkpoint={tmp_path / 'sp' / 'checkpoint-pretrain.pt'}", "-o", tmp_path / "out")
     assert_bad_input(result, "ae_checkpoint=", "28 px", "32 px")
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("preset", ["digits", "fashion-mnist", "cifar10", "cifar100-20", "stl10"])
+def test_every_preset_resolves_to_the_config(preset):
+    from ccli.config import preset_metadata
+    from ccli.methods import registry
+
+    module = registry.load(registry.get("graph"))
+    config = registry.resolve_method_config(module, "graph", preset)
+    assert config.k == 5 and config.tau1 == 0.5 and config.tau2 == 1.0  # thesis §4.3.3
+    if preset in ("cifar10", "cifar100-20", "stl10"):
+        assert config.engine.epochs == 150 and config.engine.lr == 1e-4
+        assert "paper_results" in preset_metadata("graph", preset)

@@ -246,3 +246,18 @@ def test_a_backbone_weights_file_of_another_network_is_refused(cli, tmp_path):
                  "-o", tmp_path / "out")
     assert_bad_input(result, "backbone_weights=", "ResNet-50")
     _nothing_written(tmp_path)
+
+
+@pytest.mark.parametrize("preset", ["digits", "fashion-mnist", "mnist", "cifar10", "cifar100-20", "stl10"])
+def test_every_preset_resolves_to_the_config(preset):
+    from ccli.config import preset_metadata
+    from ccli.methods import registry
+
+    module = registry.load(registry.get("selfpaced"))
+    config = registry.resolve_method_config(module, "selfpaced", preset)
+    assert config.zeta == 0.8 and config.gamma == 0.2 and config.engine.batch_size == 500
+    if preset in ("mnist", "cifar10", "cifar100-20", "stl10"):
+        assert (config.lam, config.t1, config.t2, config.tau, config.stage1_epochs, config.engine.epochs) == \
+            (0.7, 2, 5, 0.5, 100, 50)  # thesis §3.3.3
+        assert config.latent_dim == (10 if preset == "mnist" else 20)
+        assert "paper_results" in preset_metadata("selfpaced", preset)

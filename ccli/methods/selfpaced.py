@@ -72,7 +72,7 @@ class Config(TrainConfig):
     gamma: float = 0.2  # negative threshold γ
     tau: float = 0.5  # instance temperature τ
     t2: int = 5  # centre update period in stage 2 (epochs; used by sim_source soft)
-    sim_source: Literal["feature", "soft"] = "feature"  # S2: cosine of codes, or of the Student-t assignments (P·Pᵀ, rows normalised)
+    sim_source: Literal["feature", "centred", "soft"] = "feature"  # S2: cosine of the codes, of the batch-centred codes, or of the Student-t assignments (P·Pᵀ, rows normalised)
     threshold_schedule: Literal["fixed", "linear"] = "fixed"  # fixed: the thesis's constants
     zeta_start: float = 0.95  # linear schedule only: ζ at the start of stage 2 (PROPOSED)
     gamma_start: float = 0.05  # linear schedule only: γ at the start of stage 2 (PROPOSED)
@@ -306,7 +306,10 @@ def build(setup: Setup) -> Plan:
                 p = F.normalize(L.student_t(h.float(), model.centres, config.alpha), dim=1)
                 sim = p @ p.t()  # cosine of the soft assignments: 1 for the same confident cluster
             else:
-                hn = F.normalize(h.float(), dim=1)
+                hf = h.float()
+                if config.sim_source == "centred":  # codes sit in a cone: centre them so that unlike pairs reach ≤ γ
+                    hf = hf - hf.mean(0, keepdim=True)
+                hn = F.normalize(hf, dim=1)
                 sim = hn @ hn.t()
             pos, neg = L.threshold_pairs(sim, zeta, gamma)
         loss = L.negatives_only_contrast(z, pos, neg, config.tau)
