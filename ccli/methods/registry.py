@@ -96,6 +96,16 @@ register(MethodInfo(
     "scan+ (seed 004): SCAN's clustering step on MoBY features and multi-view (4q→2q→q) neighbours.",
     consumes=("images", "checkpoint", "neighbors"), requires=(("images",),),
 ))
+register(MethodInfo(
+    "selfpaced", "ccli.methods.selfpaced",
+    "Self-paced instance contrast (thesis 001 Ch. 3): AE, centre + augmentation loss, thresholded pair contrast.",
+    consumes=("images",), requires=(("images",),),
+))
+register(MethodInfo(
+    "graph", "ccli.methods.graph",
+    "Graph instance-cluster contrast (thesis 001 Ch. 4): conv AE + self-expression graph A = C + Cᵀ, top-k pairs.",
+    consumes=("images", "graph"), requires=(("images",),),
+))
 
 
 def method_names() -> list[str]:
