@@ -82,7 +82,10 @@ class RunSummary:
 
     def variant_key(self) -> str:
         """Runs that differ only in their seed share this (they are one row, mean ± std)."""
-        config = {k: v for k, v in self.config.items() if k != "seed"}
+        from ccli.config import flat_config
+        from ccli.engine.loop import is_runtime_key
+
+        config = {k: v for k, v in flat_config(self.config).items() if k != "seed" and not is_runtime_key(k)}
         return json.dumps([self.method, self.dataset, self.num_clusters, config], sort_keys=True, default=str)
 
 
@@ -99,7 +102,9 @@ def expand_refs(refs: list[Path]) -> list[Path]:
         if not ref.exists():
             raise BadInput(f"{ref} does not exist.")
         if ref.is_dir() and not (ref / "predictions.h5").exists():
-            inside = sorted(p.parent for p in ref.glob("*/predictions.h5"))
+            # a folder of run folders, or a `ccli compare -o DIR` folder (its runs/ inside)
+            inside = sorted({p.parent for pattern in ("*/predictions.h5", "*/*/predictions.h5")
+                             for p in ref.glob(pattern)})
             if not inside:
                 raise BadInput(f"{ref} is not a run folder: it has no predictions.h5 (made by ccli train) and holds no "
                                "run folders.")

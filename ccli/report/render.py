@@ -295,37 +295,55 @@ def plot_map(run: RunSummary, method: str) -> bytes | None:
     return _png(fig)
 
 
+def thumbnail_mosaic(images: np.ndarray, labels: np.ndarray, order: list[int], per_cluster: int,
+                     seed: int = 0) -> tuple[np.ndarray, list[int]]:
+    """One uint8 RGB mosaic: a row of up to `per_cluster` random members per cluster (in `order`), 2-px white
+    gutters; small images are enlarged (nearest) to at least 32 px, large ones subsampled to at most 64 px.
+    Returns the mosaic and each row's member count."""
+    rng = np.random.default_rng(seed)
+    side = images.shape[1]
+    step = max(1, -(-side // 64))
+    scale = max(1, -(-32 // (side // step + (side % step > 0))))
+    sample = images[:1, ::step, ::step]
+    tile = sample.shape[1] * scale
+    gap = 2
+    mosaic = np.full((len(order) * (tile + gap) + gap, per_cluster * (tile + gap) + gap, 3), 255, dtype=np.uint8)
+    counts = []
+    for r, cluster in enumerate(order):
+        members = np.flatnonzero(labels == cluster)
+        counts.append(len(members))
+        chosen = np.sort(rng.choice(members, size=min(per_cluster, len(members)), replace=False)) if len(members) else []
+        for c, index in enumerate(chosen):
+            image = images[index, ::step, ::step]
+            image = np.repeat(np.repeat(image, scale, axis=0), scale, axis=1)
+            if image.shape[-1] == 1:
+                image = np.repeat(image, 3, axis=-1)
+            y, x = gap + r * (tile + gap), gap + c * (tile + gap)
+            mosaic[y:y + image.shape[0], x:x + image.shape[1]] = image
+    return mosaic, counts
+
+
 def plot_thumbnails(run: RunSummary, images: np.ndarray | None) -> bytes | None:
     """Up to THUMBS_PER_CLUSTER random images of each cluster, one row per cluster (Hungarian order)."""
     if images is None:
         return None
-    labels, probs = read_labels_probs(run)
+    labels, _ = read_labels_probs(run)
     if len(images) != len(labels):
         return None
     order = cluster_order(run, labels)[:MAX_THUMB_CLUSTERS]
-    rng = np.random.default_rng(0)
+    mosaic, counts = thumbnail_mosaic(images, labels, order, THUMBS_PER_CLUSTER)
     plt = _pyplot()
-    cols = THUMBS_PER_CLUSTER
-    fig, axes = plt.subplots(len(order), cols + 1, figsize=(0.75 * (cols + 1), 0.75 * len(order) + 0.4),
-                             squeeze=False)
-    for r, cluster in enumerate(order):
-        members = np.flatnonzero(labels == cluster)
-        chosen = rng.choice(members, size=min(cols, len(members)), replace=False) if len(members) else []
-        axes[r, 0].text(0.95, 0.5, f"{cluster}\n({len(members)})", ha="right", va="center", fontsize=7)
-        axes[r, 0].axis("off")
-        for c in range(cols):
-            ax = axes[r, c + 1]
-            ax.axis("off")
-            if c < len(chosen):
-                image = images[chosen[c]]
-                ax.imshow(image[..., 0] if image.shape[-1] == 1 else image, cmap="gray" if image.shape[-1] == 1 else None,
-                          vmin=0, vmax=255, interpolation="nearest")
-    fig.suptitle(f"Samples per cluster: {run.name}", fontsize=9)
-    buffer = io.BytesIO()
-    fig.subplots_adjust(wspace=0.05, hspace=0.05)
-    fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
-    plt.close(fig)
-    return buffer.getvalue()
+    height, width = mosaic.shape[:2]
+    fig, ax = plt.subplots(figsize=(1.2 + width / 60, 0.6 + height / 60))
+    ax.imshow(mosaic, interpolation="nearest")
+    row = (height - 2) / max(1, len(order))
+    ax.set_yticks([2 + row * (i + 0.5) for i in range(len(order))],
+                  [f"cluster {c} ({n})" for c, n in zip(order, counts)], fontsize=7)
+    ax.set_xticks([])
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+    ax.set_title(f"Samples per cluster: {run.name}", fontsize=9)
+    return _png(fig)
 
 
 # ------------------------------------------------------------------------------------------
@@ -360,10 +378,11 @@ def build_figures(runs: list[RunSummary], tables: dict[str, list[Row]], map_meth
     for dataset, rows in tables.items():
         png = plot_scores(rows, dataset)
         if png:
-            figures.append(Figure(f"Scores on {dataset}", f"scores_{_safe_name(dataset)}.png", png, dataset))
+            figures.append(Figure(f"Scores on {dataset}", f"scores_{len(figures) + 1}_{_safe_name(dataset)[:40]}.png",
+                                  png, dataset))
     loaded: dict = {}
-    for run in runs:
-        stem = _safe_name(run.name)
+    for number, run in enumerate(runs, 1):
+        stem = _safe_name(f"{number:02d}_{run.method}" + (f"_seed{run.seed}" if run.seed is not None else ""))
         images, class_names = _load_images(run, loaded)
         for caption, name, png in (
             ("Training curves", "training", plot_training_curves(run)),
