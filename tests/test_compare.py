@@ -96,7 +96,7 @@ def test_compare_shares_the_pretraining_and_reports_eval_numbers(cli, tmp_path, 
 
     # adding a method re-runs only the new one; the others are cache hits
     again = cli("compare", "--data", tiny["data"], "--methods", "kmeans", "--seeds", "2", "--preset", "tiny",
-                "-o", out, "--json")
+                "-o", out, "--format", "json", "--json")
     assert again.code == 0, again.err
     assert all(r["cached"] for r in json.loads(again.out)["runs"])
     assert len(list(tiny["cache"].glob("runs/pretrain-*/checkpoint.pt"))) == 1
