@@ -89,6 +89,11 @@ def test_compare_shares_the_pretraining_and_reports_eval_numbers(cli, tmp_path, 
             assert row["mean"][key] == pytest.approx(np.mean(values), abs=1e-12)
             assert row["std"][key] == pytest.approx(np.std(values, ddof=1), abs=1e-12)
         assert row["seeds"] == [42, 43]
+    from ccli.report.collect import collect_run
+    from ccli.report.render import class_labels
+
+    summary = collect_run(out / "runs" / "pairtoy-npz-seed42")
+    assert class_labels(summary, summary.class_names) == [f"digit {i}" for i in range(10)]  # confusion rows
     html = (out / "report.html").read_text()
     assert html.count("<img src='data:image/png;base64,") >= 2 + 4 * 3  # scores + per-run figures
     assert "kmeans · npz:digits400.npz · seed 42" in html

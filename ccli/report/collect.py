@@ -43,6 +43,7 @@ class RunSummary:
     predictions: Path | None = None
     features: str | None = None  # a features artifact the run clustered, when it names one
     final: dict[str, Any] = field(default_factory=dict)  # the final metrics.jsonl record
+    class_names: list[str] | None = None  # label i is class_names[i], when the predictions carry them
 
     @property
     def train_seconds(self) -> float | None:
@@ -153,6 +154,9 @@ def collect_run(ref: Path) -> RunSummary:
         method = art.attr("method") or record.get("method", "?")
         k = int(art.attr("num_clusters") or len(np.unique(labels)))
         created = art.created
+        from ccli.store.sample_ids import read_class_names
+
+        class_names = read_class_names(art)
     inputs = record.get("inputs", {}) if isinstance(record.get("inputs"), dict) else {}
     # Runs store the dataset spec as inputs.images (the input kind); older ones as inputs.data.
     data = str(inputs.get("images") or inputs.get("data") or inputs.get("features") or "?")
@@ -177,7 +181,8 @@ def collect_run(ref: Path) -> RunSummary:
     return RunSummary(name, run_dir, str(method), data, k, int(len(labels)), scores, epochs, table, classes, clusters,
                       seed=int(seed) if isinstance(seed, (int, float)) else None, split=str(inputs.get("split", "all")),
                       created=created, device=str(engine.get("device", "") or config.get("device", "") or ""),
-                      config=config, predictions=predictions, features=features, final=final)
+                      config=config, predictions=predictions, features=features, final=final,
+                      class_names=class_names)
 
 
 def collect_runs(refs: list[Path]) -> list[RunSummary]:

@@ -383,7 +383,8 @@ def build_figures(runs: list[RunSummary], tables: dict[str, list[Row]], map_meth
     loaded: dict = {}
     for number, run in enumerate(runs, 1):
         stem = _safe_name(f"{number:02d}_{run.method}" + (f"_seed{run.seed}" if run.seed is not None else ""))
-        images, class_names = _load_images(run, loaded)
+        images, dataset_names = _load_images(run, loaded)
+        class_names = run.class_names or dataset_names
         for caption, name, png in (
             ("Training curves", "training", plot_training_curves(run)),
             ("Confusion matrix", "confusion", plot_confusion(run, class_names)),
