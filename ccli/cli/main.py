@@ -28,7 +28,9 @@ COMMAND_MODULES = (
     "ccli.cli.train_cmd",
     "ccli.cli.eval_cmd",
     "ccli.cli.export_cmd",
+    "ccli.cli.compare_cmd",
     "ccli.cli.report_cmd",
+    "ccli.cli.presets_cmd",
     "ccli.cli.cache_cmd",
     "ccli.cli.completions_cmd",
 )
