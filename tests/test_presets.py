@@ -64,8 +64,11 @@ def _tiny_inputs(tmp_path, method, config, dataset):
     from ccli.store import ArtifactWriter, content_key
 
     k = int(getattr(config, "num_clusters", 0) or 10)
-    batch = getattr(getattr(config, "engine", None), "batch_size", 0)
-    n = max(64, 4 * k, int(batch))
+    from ccli.config import flat_config
+
+    # every batch-like size a preset sets (the engine's, a self-labelling stage's, …) must fit
+    batches = [int(v) for key, v in flat_config(config).items() if key.endswith("batch_size") and isinstance(v, int)]
+    n = max(64, 4 * k, *batches)
     channels = 1 if dataset in GRAYSCALE else 3
     side = NATIVE_SIDE.get(dataset, 32)
     rng = np.random.default_rng(0)
@@ -81,10 +84,15 @@ def _tiny_inputs(tmp_path, method, config, dataset):
             w.write("features", x)
             w.write("labels", labels.astype(np.int64))
             w.write("index", np.arange(n, dtype=np.int64))
+            for view in ("weak", "strong"):  # what `ccli embed --views` stores; the multi-view cascade reads them
+                w.write(f"views/{view}", x + rng.normal(scale=0.1, size=x.shape).astype(np.float32))
         if "features" in info.consumes:
             inputs.features = features
         if "neighbors" in info.consumes or "graph" in info.consumes:
-            neighbors = compute_neighbors(features, NeighborsConfig(k=10), out=tmp_path / "nb.h5").path
+            # the multi-view cascade (a superset of plain top-q rows) so methods needing it (scan+) get it
+            q = max(10, int(getattr(config, "num_neighbors", 0) or 0))
+            cascade = NeighborsConfig(k=q, multi_view=True, clusters=k, mult1=2, mult2=2)
+            neighbors = compute_neighbors(features, cascade, out=tmp_path / "nb.h5").path
             if "neighbors" in info.consumes:
                 inputs.neighbors = neighbors
             if "graph" in info.consumes:
