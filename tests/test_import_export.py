@@ -253,3 +253,32 @@ def test_eval_without_labels_gives_sizes_and_label_free_scores(cli, tmp_path):
     assert free["silhouette"] == pytest.approx(silhouette_score(x, y), rel=1e-5)
     assert free["calinski_harabasz"] == pytest.approx(calinski_harabasz_score(x, y), rel=1e-5)
     assert free["davies_bouldin"] == pytest.approx(davies_bouldin_score(x, y), rel=1e-5)
+
+
+def test_cache_ls_lists_runs_and_checkpoints_on_stdout_and_info_takes_them(cli, tmp_path):
+    pre = cli("pretrain", "--data", "digits", "--preset", "digits", "--epochs", "1", "-q")
+    assert pre.code == 0, pre.err
+    checkpoint = pre.out.strip()
+    x, y = _blobs(5)
+    np.save(tmp_path / "x.npy", x)
+    train = cli("train", "--method", "kmeans", "--features", tmp_path / "x.npy", "-k", "3", "--json")
+    run_dir = json.loads(train.out)["run"]
+    nb = cli("neighbors", tmp_path / "x.npy", "-k", "4", "-q").out.strip()
+    graph = cli("graph", nb, "--knn", "4", "-q")
+    assert graph.code == 0, graph.err
+    listing = cli("cache", "ls")
+    assert listing.code == 0 and "checkpoint" in listing.out and "simclr/small_cnn" in listing.out
+    assert "data=digits" in listing.out and f"{len(x)}×{len(x)}" in listing.out  # graph rows: N × N
+    rows = {e["kind"]: e for e in json.loads(cli("cache", "ls", "--json").out)}
+    assert rows["checkpoint"]["path"] == checkpoint and rows["run"]["path"] == run_dir
+    assert rows["run"]["method"] == "kmeans" and "features=" in rows["run"]["made_from"]
+    assert rows["graph"]["shape"] == f"{len(x)}×{len(x)}"
+    runs_only = json.loads(cli("cache", "ls", "--kind", "run", "--json").out)
+    assert [e["kind"] for e in runs_only] == ["run"]
+    by_folder = json.loads(cli("cache", "info", run_dir, "--json").out)
+    by_prefix = json.loads(cli("cache", "info", rows["run"]["key"][:8], "--json").out)
+    assert by_folder["key"] == by_prefix["key"] == rows["run"]["key"]
+    assert by_folder["scores"]["cluster_sizes"] and by_folder["method"] == "kmeans"
+    by_checkpoint = json.loads(cli("cache", "info", checkpoint, "--json").out)
+    assert by_checkpoint["kind"] == "checkpoint" and by_checkpoint["made_from"] == "data=digits"
+    assert_bad_input(cli("cache", "info", "zzzz"), "zzzz")

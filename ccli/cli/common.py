@@ -61,3 +61,13 @@ def emit_json(payload: Any) -> None:
         return
     sys.stdout.write(json.dumps(payload, indent=2, sort_keys=False, default=json_default) + "\n")
     sys.stdout.flush()
+
+
+def table_console():
+    """A rich console on stdout for list commands' tables, so `ccli cache ls | grep …` works."""
+    from rich.console import Console
+
+    console = Console(file=sys.stdout, highlight=False)
+    if not console.is_terminal:
+        console.width = max(console.width, 160)  # piped: do not cut rows at 80 columns
+    return console
