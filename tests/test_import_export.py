@@ -282,3 +282,28 @@ def test_cache_ls_lists_runs_and_checkpoints_on_stdout_and_info_takes_them(cli, 
     by_checkpoint = json.loads(cli("cache", "info", checkpoint, "--json").out)
     assert by_checkpoint["kind"] == "checkpoint" and by_checkpoint["made_from"] == "data=digits"
     assert_bad_input(cli("cache", "info", "zzzz"), "zzzz")
+
+
+def test_bash_completes_option_values(tmp_path):
+    import shutil
+    import subprocess
+
+    from ccli.cli.completion_scripts import render
+    from ccli.methods.registry import method_names
+
+    if not shutil.which("bash"):
+        pytest.skip("bash not installed")
+    script = tmp_path / "ccli.bash"
+    script.write_text(render("bash"))
+    probe = (
+        f"source {script}\n"
+        "COMP_WORDS=(ccli train --method cc --preset d); COMP_CWORD=5; _ccli; echo \"${COMPREPLY[*]}\"\n"
+        "COMP_WORDS=(ccli train --method ''); COMP_CWORD=3; _ccli; echo \"${COMPREPLY[*]}\"\n"
+        "COMP_WORDS=(ccli cache ls --kind ch); COMP_CWORD=4; _ccli; echo \"${COMPREPLY[*]}\"\n"
+        "COMP_WORDS=(ccli eval x.h5 --match m); COMP_CWORD=4; _ccli; echo \"${COMPREPLY[*]}\"\n"
+        "COMP_WORDS=(ccli completions z); COMP_CWORD=2; _ccli; echo \"${COMPREPLY[*]}\"\n"
+    )
+    out = subprocess.run(["bash", "-c", probe], capture_output=True, text=True, check=True).stdout.splitlines()
+    assert out[0] == "digits"
+    assert set(out[1].split()) == {m for m in method_names() if m != "pairtoy"}
+    assert out[2:] == ["checkpoint", "majority", "zsh"]

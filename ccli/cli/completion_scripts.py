@@ -27,6 +27,53 @@ class CommandSpec:
     help: str
     subcommands: list[str]
     options: list[OptionSpec]
+    arguments: list[str] = field(default_factory=list)  # values of the positional argument, if fixed
+
+
+def _presets_by_method(methods) -> dict[str, list[str]]:
+    from ccli.config import available_presets
+
+    return {m: ["auto", *available_presets(m)] for m in methods}
+
+
+def value_choices() -> tuple[dict[tuple[str, str], list[str]], dict[str, dict[str, list[str]]]]:
+    """Values each option completes to, keyed by (command path, option), and the presets of each
+    method (for --preset, which depends on the --method on the line)."""
+    from ccli.data.sources import DATASET_KINDS
+    from ccli.methods.pretrain.config import METHODS as PRETRAIN_METHODS
+    from ccli.methods import registry
+    from ccli.models import available_backbones
+    from ccli.store.runs import RUN_KINDS
+    from ccli.store.schema import KINDS
+
+    # Only ccli's own methods: a test registering a toy method must not change the scripts.
+    methods = [m for m in registry.method_names() if registry.get(m).module.startswith("ccli.")]
+    data = [k if k == "digits" else f"{k}:" for k in DATASET_KINDS]
+    devices = ["auto", "cpu", "cuda", "cuda:0"]
+    fixed = {
+        ("ccli train", "--method"): methods,
+        ("ccli pretrain", "--method"): list(PRETRAIN_METHODS),
+        ("ccli pretrain", "--backbone"): available_backbones(),
+        ("ccli train", "--data"): data,
+        ("ccli pretrain", "--data"): data,
+        ("ccli embed", "--data"): data,
+        ("ccli train", "--split"): ["train", "test", "all"],
+        ("ccli pretrain", "--split"): ["train", "test", "all"],
+        ("ccli embed", "--layer"): ["projector", "backbone"],
+        ("ccli embed", "--dtype"): ["float32", "float16"],
+        ("ccli import", "--dtype"): ["float32", "float16"],
+        ("ccli eval", "--match"): ["hungarian", "majority"],
+        ("ccli export", "--format"): ["csv", "jsonl"],
+        ("ccli cache ls", "--kind"): [*KINDS, *RUN_KINDS],
+        ("ccli cache gc", "--kind"): list(KINDS),
+        ("ccli neighbors", "--metric"): ["cosine", "l2"],
+        ("ccli neighbors", "--backend"): ["auto", "faiss", "torch"],
+    }
+    for command in ("ccli train", "ccli pretrain", "ccli embed", "ccli neighbors", "ccli graph"):
+        fixed[(command, "--device")] = devices
+    presets = {"ccli train": _presets_by_method(methods),
+               "ccli pretrain": _presets_by_method(PRETRAIN_METHODS)}
+    return fixed, presets
 
 
 def command_tree() -> list[CommandSpec]:
@@ -38,6 +85,7 @@ def command_tree() -> list[CommandSpec]:
     root = typer.main.get_command(build_app())
     ctx = typer.Context(root, info_name="ccli")
     specs: list[CommandSpec] = []
+    fixed, presets = value_choices()
 
     def walk(cmd, path: tuple[str, ...]) -> None:
         options = []
@@ -46,12 +94,18 @@ def command_tree() -> list[CommandSpec]:
                 continue
             names = list(param.opts) + list(param.secondary_opts)
             choices = list(getattr(getattr(param, "type", None), "choices", None) or [])
+            key = " ".join(path)
+            for name in names:
+                choices = choices or fixed.get((key, name), [])
+            if "--preset" in names and key in presets:
+                choices = sorted({p for group in presets[key].values() for p in group})
             options.append(OptionSpec(names, _first_line(param.help), not param.is_flag, choices))
         options.append(OptionSpec(["-h", "--help"], "Show help and exit.", False))
         subs: list[str] = []
         if hasattr(cmd, "list_commands"):
             subs = [name for name in cmd.list_commands(ctx) if not cmd.get_command(ctx, name).hidden]
-        specs.append(CommandSpec(path, _first_line(cmd.help), subs, options))
+        arguments = list(SHELLS) if path == ("ccli", "completions") else []
+        specs.append(CommandSpec(path, _first_line(cmd.help), subs, options, arguments))
         for name in subs:
             walk(cmd.get_command(ctx, name), path + (name,))
 
@@ -85,9 +139,31 @@ def _bash(specs: list[CommandSpec]) -> str:
         '    case "$path" in',
     ]
     for s in specs:
-        words = s.subcommands + [n for o in s.options for n in o.names]
+        words = s.subcommands + s.arguments + [n for o in s.options for n in o.names]
         value_opts = [n for o in s.options if o.takes_value for n in o.names]
         lines.append(f'        "{" ".join(s.path)}") words="{" ".join(words)}"; value_options="{" ".join(value_opts)}" ;;')
+    lines += ["    esac"]
+    _, presets = value_choices()
+    for command, by_method in presets.items():
+        default = "simclr" if command == "ccli pretrain" else ""
+        lines += [
+            f'    if [[ "$path" == "{command}" && "$prev" == "--preset" ]]; then',
+            f'        local method="{default}" j',
+            "        for ((j = 1; j < COMP_CWORD; j++)); do",
+            '            [[ "${COMP_WORDS[j]}" == "--method" || "${COMP_WORDS[j]}" == "-m" ]] && method="${COMP_WORDS[j+1]}"',
+            "        done",
+            '        local presets="auto"',
+            '        case "$method" in',
+        ]
+        for method, names in by_method.items():
+            lines.append(f'            "{method}") presets="{" ".join(names)}" ;;')
+        lines += ["        esac", '        COMPREPLY=($(compgen -W "$presets" -- "$cur"))', "        return", "    fi"]
+    lines.append('    case "$path $prev" in')
+    for s in specs:
+        for o in s.options:
+            if o.takes_value and o.choices and "--preset" not in o.names:
+                keys = "|".join(f'"{" ".join(s.path)} {n}"' for n in o.names)
+                lines.append(f'        {keys}) COMPREPLY=($(compgen -W "{" ".join(o.choices)}" -- "$cur")); return ;;')
     lines += [
         "    esac",
         '    if [[ " $value_options " == *" $prev "* ]]; then',
@@ -133,7 +209,10 @@ def _zsh(specs: list[CommandSpec]) -> str:
         for o in s.options:
             for name in o.names:
                 spec = f"'{name}[{_zsh_escape(o.help)}]"
-                spec += ":value:_files'" if o.takes_value else "'"
+                if o.takes_value and o.choices:
+                    spec += ":value:(" + " ".join(_zsh_escape(c) for c in o.choices) + ")'"
+                else:
+                    spec += ":value:_files'" if o.takes_value else "'"
                 opts.append(spec)
         if s.subcommands:
             cmds = " ".join(
@@ -142,6 +221,8 @@ def _zsh(specs: list[CommandSpec]) -> str:
             lines.append(f"            local -a subcommands=({cmds})")
             lines.append(f"            _arguments {' '.join(opts)} '1:command:->cmds' && return")
             lines.append("            _describe -t commands 'ccli command' subcommands")
+        elif s.arguments:
+            lines.append(f"            _arguments {' '.join(opts)} '1:shell:({' '.join(s.arguments)})'")
         else:
             lines.append(f"            _arguments {' '.join(opts)} '*:file:_files'")
         lines.append("            ;;")
@@ -176,8 +257,12 @@ def _fish(specs: list[CommandSpec]) -> str:
                 f"-l {n[2:]}" if n.startswith("--") else f"-s {n[1:]}" for n in o.names
             )
             value = " -r -F" if o.takes_value else ""
+            if o.takes_value and o.choices:
+                value = f" -r -f -a '{_fish_escape(' '.join(o.choices))}'"
             lines.append(f"complete -c ccli -n '{condition}' {flags}{value} -d '{_fish_escape(o.help)}'")
-        if not s.subcommands:
+        if s.arguments:
+            lines.append(f"complete -c ccli -n '{condition}' -f -a '{' '.join(s.arguments)}'")
+        elif not s.subcommands:
             lines.append(f"complete -c ccli -n '{condition}' -F")
     lines.append("")
     return "\n".join(lines)
