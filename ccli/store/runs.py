@@ -117,9 +117,14 @@ def find_run(root: Path, ref: str) -> RunEntry | None:
 
 def checkpoint_entry(path: Path) -> RunEntry:
     """A checkpoint outside a run folder: what its own metadata says."""
-    from ccli.engine.checkpoint import load_checkpoint
+    import torch
 
-    state = load_checkpoint(path, "checkpoint")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is bad input here
+        raise BadInput(f"{path} is not a readable ccli checkpoint ({type(exc).__name__}).") from exc
+    if not isinstance(state, dict) or state.get("format") != "ccli-checkpoint":
+        raise BadInput(f"{path} is not a ccli checkpoint.")
     data = state.get("data") if isinstance(state.get("data"), dict) else {}
     backbone = state.get("backbone") if isinstance(state.get("backbone"), dict) else {}
     created = _dt.datetime.fromtimestamp(path.stat().st_mtime, _dt.timezone.utc).isoformat(timespec="seconds")
