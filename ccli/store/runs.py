@@ -128,6 +128,13 @@ def checkpoint_entry(path: Path) -> RunEntry:
     data = state.get("data") if isinstance(state.get("data"), dict) else {}
     backbone = state.get("backbone") if isinstance(state.get("backbone"), dict) else {}
     created = _dt.datetime.fromtimestamp(path.stat().st_mtime, _dt.timezone.utc).isoformat(timespec="seconds")
-    return RunEntry(path, "checkpoint", str(state.get("key", "")), f"{state.get('method', '?')}/{backbone.get('name', '?')}",
+    key = str(state.get("key", ""))
+    marker = path.with_name(path.stem + ".run.json")  # `ccli pretrain -o FILE.pt` writes FILE.run.json
+    if not key and marker.is_file():
+        try:
+            key = str(json.loads(marker.read_text()).get("key", ""))
+        except (OSError, json.JSONDecodeError, AttributeError):
+            key = ""
+    return RunEntry(path, "checkpoint", key, f"{state.get('method', '?')}/{backbone.get('name', '?')}",
                     f"data={data.get('spec', '?')}", created, True, path.stat().st_size,
                     {"backbone": backbone, "epoch": state.get("epoch")})
