@@ -307,3 +307,17 @@ def test_bash_completes_option_values(tmp_path):
     assert out[0] == "digits"
     assert set(out[1].split()) == {m for m in method_names() if m != "pairtoy"}
     assert out[2:] == ["checkpoint", "majority", "zsh"]
+
+
+def test_npz_spec_takes_a_bare_npy_of_images_and_names_features(cli, tmp_path):
+    from ccli.data.sources import load_dataset
+
+    images = np.random.RandomState(0).randint(0, 255, (6, 8, 8), dtype=np.uint8)
+    np.save(tmp_path / "images.npy", images)
+    np.save(tmp_path / "feats.npy", np.zeros((6, 4), np.float32))
+    ds = load_dataset(f"npz:{tmp_path / 'images.npy'}")
+    assert ds.images.shape == (6, 8, 8, 1) and (ds.images[..., 0] == images).all() and (ds.labels == -1).all()
+    assert_bad_input(cli("data", "info", f"npz:{tmp_path / 'feats.npy'}"), "feats.npy", "looks like features",
+                     "--features")
+    (tmp_path / "model.pt").write_bytes(b"PK\x03\x04rest")
+    assert_bad_input(cli("data", "info", f"h5:{tmp_path / 'model.pt'}"), "PyTorch checkpoint")

@@ -191,11 +191,19 @@ def _plan_npz(path, spec, split, image_size):
 
         try:
             # allow_pickle=False: an npz of object arrays could run code when loaded.
-            with np.load(file, allow_pickle=False) as archive:
-                if not hasattr(archive, "files"):
-                    raise BadInput(f"{file} is a .npy array, not an .npz archive with an 'images' array.")
+            loaded = np.load(file, allow_pickle=False)
+            if isinstance(loaded, np.ndarray):
+                # A bare .npy: images when it has the rank of images, else say what it looks like.
+                if loaded.ndim in (3, 4):
+                    return _arrays_to_dataset(loaded, None, None, file, image_size, workers)
+                if loaded.ndim == 2:
+                    raise BadInput(f"{file} is a 2-D array {loaded.shape}, which looks like features, not images; "
+                                   "give it to --features (or `ccli import` it).")
+                raise BadInput(f"{file} is a .npy array of shape {loaded.shape}; images need [N, H, W] or [N, H, W, C].")
+            with loaded as archive:
                 if "images" not in archive.files:
-                    raise BadInput(f"{file} has no 'images' array (it has: {', '.join(archive.files) or 'nothing'}).")
+                    hint = "; features go to --features (or `ccli import`)" if "features" in archive.files else ""
+                    raise BadInput(f"{file} has no 'images' array (it has: {', '.join(archive.files) or 'nothing'}){hint}.")
                 images = archive["images"]
                 labels = archive["labels"] if "labels" in archive.files else None
                 names = archive["class_names"] if "class_names" in archive.files else None
@@ -226,12 +234,18 @@ def _plan_h5(path, spec, split, image_size):
 
                 images = array("images")
                 if images is None:
-                    raise BadInput(f"{file} has no 'images' dataset (it has: {', '.join(h5.keys()) or 'nothing'}).")
+                    hint = "; features go to --features (or `ccli import`)" if "features" in h5 else ""
+                    raise BadInput(f"{file} has no 'images' dataset (it has: {', '.join(h5.keys()) or 'nothing'}){hint}.")
                 labels, names = array("labels"), array("class_names")
         except BadInput:
             raise
         except (OSError, ValueError, KeyError) as exc:
-            raise BadInput(f"{file} is not a readable HDF5 file ({exc}).") from exc
+            from ccli.store.artifact import _not_hdf5
+
+            what = _not_hdf5(file)
+            known = what.startswith(("a NumPy", "a PyTorch", "a zip"))
+            detail = f": it is {what.split(',')[0]}" if known else f" ({exc})"
+            raise BadInput(f"{file} is not a readable HDF5 file{detail}.") from exc
         return _arrays_to_dataset(images, labels, names, file, image_size, workers)
 
     return _Plan(file.parent, [file], read, None, image_size)
