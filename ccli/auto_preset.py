@@ -127,6 +127,10 @@ def resolve(preset: str | None, data: str | None, split: str, device: str | None
     """
     from ccli.config import parse_sets
 
+    if image_size is not None and (isinstance(image_size, bool) or int(image_size) < 1):
+        from ccli.errors import BadInput
+
+        raise BadInput(f"--image-size {image_size} must be a positive number of pixels.")
     sets = list(sets or ())
     if (preset not in (None, AUTO)) or data is None:
         if preset == AUTO:

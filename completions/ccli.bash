@@ -20,7 +20,7 @@ _ccli() {
         "ccli export") words="-o --out --format -q --quiet -h --help"; value_options="-o --out --format" ;;
         "ccli compare") words="--data --methods --seeds --preset --pretrain --split -o --out --format --map --title --device --cache-dir --force --json -q --quiet -v --verbose -h --help"; value_options="--data --methods --seeds --preset --pretrain --split -o --out --format --map --title --device --cache-dir" ;;
         "ccli report") words="-o --out --title --format --map --json -q --quiet -h --help"; value_options="-o --out --title --format --map" ;;
-        "ccli completions") words="-h --help"; value_options="" ;;
+        "ccli completions") words="bash zsh fish -h --help"; value_options="" ;;
         "ccli data") words="ls info -h --help"; value_options="" ;;
         "ccli data ls") words="--json -h --help"; value_options="" ;;
         "ccli data info") words="--split --image-size --json -q --quiet -h --help"; value_options="--split --image-size" ;;
@@ -32,6 +32,61 @@ _ccli() {
         "ccli cache info") words="--cache-dir --json -h --help"; value_options="--cache-dir" ;;
         "ccli cache verify") words="--cache-dir --json -q --quiet -h --help"; value_options="--cache-dir" ;;
         "ccli cache gc") words="--older-than --max-size --kind --dry-run --cache-dir -q --quiet -h --help"; value_options="--older-than --max-size --kind --cache-dir" ;;
+    esac
+    if [[ "$path" == "ccli train" && "$prev" == "--preset" ]]; then
+        local method="" j
+        for ((j = 1; j < COMP_CWORD; j++)); do
+            [[ "${COMP_WORDS[j]}" == "--method" || "${COMP_WORDS[j]}" == "-m" ]] && method="${COMP_WORDS[j+1]}"
+        done
+        local presets="auto"
+        case "$method" in
+            "kmeans") presets="auto digits fashion-mnist features" ;;
+            "cc") presets="auto cifar10 cifar100-20 digits fashion-mnist imagenet-dogs imagenet10 stl10 tiny-imagenet" ;;
+            "dcacn") presets="auto cifar10 digits fashion-mnist imagenet10 stl10" ;;
+            "scan") presets="auto digits fashion-mnist imagenet100 imagenet200 imagenet50 stl10" ;;
+            "scan+") presets="auto digits fashion-mnist imagenet-dogs imagenet10 imagenet100 imagenet1000 imagenet200 imagenet50 stl10" ;;
+            "selfpaced") presets="auto cifar10 cifar100-20 digits fashion-mnist mnist stl10" ;;
+            "graph") presets="auto cifar10 cifar100-20 digits fashion-mnist stl10" ;;
+        esac
+        COMPREPLY=($(compgen -W "$presets" -- "$cur"))
+        return
+    fi
+    if [[ "$path" == "ccli pretrain" && "$prev" == "--preset" ]]; then
+        local method="simclr" j
+        for ((j = 1; j < COMP_CWORD; j++)); do
+            [[ "${COMP_WORDS[j]}" == "--method" || "${COMP_WORDS[j]}" == "-m" ]] && method="${COMP_WORDS[j+1]}"
+        done
+        local presets="auto"
+        case "$method" in
+            "simclr") presets="auto cifar10 cifar100-20 digits fashion-mnist imagenet10 multicrop-cifar10 stl10" ;;
+            "moby") presets="auto digits imagenet stl10" ;;
+        esac
+        COMPREPLY=($(compgen -W "$presets" -- "$cur"))
+        return
+    fi
+    case "$path $prev" in
+        "ccli import --dtype") COMPREPLY=($(compgen -W "float32 float16" -- "$cur")); return ;;
+        "ccli pretrain --data") COMPREPLY=($(compgen -W "digits mnist: fashion-mnist: cifar10: cifar100-20: stl10: imagenet10: imagenet-dogs: tiny-imagenet: folder: npz: h5:" -- "$cur")); return ;;
+        "ccli pretrain --split") COMPREPLY=($(compgen -W "train test all" -- "$cur")); return ;;
+        "ccli pretrain --method"|"ccli pretrain -m") COMPREPLY=($(compgen -W "simclr moby" -- "$cur")); return ;;
+        "ccli pretrain --backbone") COMPREPLY=($(compgen -W "cbam_resnet18 cbam_resnet18-cifar cbam_resnet18-imagenet cbam_resnet18-stl cbam_resnet34 cbam_resnet34-cifar cbam_resnet34-imagenet cbam_resnet34-stl cbam_small_cnn resnet18 resnet18-cifar resnet18-imagenet resnet18-stl resnet34 resnet34-cifar resnet34-imagenet resnet34-stl resnet50 resnet50-cifar resnet50-imagenet resnet50-stl small_cnn" -- "$cur")); return ;;
+        "ccli pretrain --device") COMPREPLY=($(compgen -W "auto cpu cuda cuda:0" -- "$cur")); return ;;
+        "ccli embed --data") COMPREPLY=($(compgen -W "digits mnist: fashion-mnist: cifar10: cifar100-20: stl10: imagenet10: imagenet-dogs: tiny-imagenet: folder: npz: h5:" -- "$cur")); return ;;
+        "ccli embed --layer") COMPREPLY=($(compgen -W "projector backbone" -- "$cur")); return ;;
+        "ccli embed --dtype") COMPREPLY=($(compgen -W "float32 float16" -- "$cur")); return ;;
+        "ccli embed --device") COMPREPLY=($(compgen -W "auto cpu cuda cuda:0" -- "$cur")); return ;;
+        "ccli neighbors --metric") COMPREPLY=($(compgen -W "cosine l2" -- "$cur")); return ;;
+        "ccli neighbors --backend") COMPREPLY=($(compgen -W "auto faiss torch" -- "$cur")); return ;;
+        "ccli neighbors --device") COMPREPLY=($(compgen -W "auto cpu cuda cuda:0" -- "$cur")); return ;;
+        "ccli graph --device") COMPREPLY=($(compgen -W "auto cpu cuda cuda:0" -- "$cur")); return ;;
+        "ccli train --method"|"ccli train -m") COMPREPLY=($(compgen -W "kmeans cc dcacn scan scan+ selfpaced graph" -- "$cur")); return ;;
+        "ccli train --data") COMPREPLY=($(compgen -W "digits mnist: fashion-mnist: cifar10: cifar100-20: stl10: imagenet10: imagenet-dogs: tiny-imagenet: folder: npz: h5:" -- "$cur")); return ;;
+        "ccli train --split") COMPREPLY=($(compgen -W "train test all" -- "$cur")); return ;;
+        "ccli train --device") COMPREPLY=($(compgen -W "auto cpu cuda cuda:0" -- "$cur")); return ;;
+        "ccli eval --match") COMPREPLY=($(compgen -W "hungarian majority" -- "$cur")); return ;;
+        "ccli export --format") COMPREPLY=($(compgen -W "csv jsonl" -- "$cur")); return ;;
+        "ccli cache ls --kind") COMPREPLY=($(compgen -W "features neighbors graph predictions run checkpoint" -- "$cur")); return ;;
+        "ccli cache gc --kind") COMPREPLY=($(compgen -W "features neighbors graph predictions" -- "$cur")); return ;;
     esac
     if [[ " $value_options " == *" $prev "* ]]; then
         COMPREPLY=($(compgen -f -- "$cur"))

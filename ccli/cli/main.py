@@ -74,7 +74,11 @@ def run(argv: list[str] | None = None) -> None:
     debug = "--debug" in args or bool(os.environ.get("CCLI_DEBUG"))
     args = [a for a in args if a != "--debug"]
     try:
-        result = build_app()(args=args, prog_name="ccli", standalone_mode=False)
+        from ccli.cli.common import readable_metavars
+
+        command = typer.main.get_command(build_app())
+        readable_metavars(command)  # "--epochs N", not "--epochs <int>"
+        result = command.main(args=args, prog_name="ccli", standalone_mode=False)
         code = result if isinstance(result, int) else 0
     except CcliError as exc:
         if debug:

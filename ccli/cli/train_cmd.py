@@ -115,14 +115,14 @@ def train_command(
 def _print_listing(rows: list[dict]) -> None:
     from rich.table import Table
 
-    from ccli import log
+    from ccli.cli.common import table_console
 
     table = Table(title="ccli train methods", title_justify="left")
     for name in ("method", "needs", "options", "what it does"):
         table.add_column(name)
     for row in rows:
         table.add_row(row["name"], row["needs"], " ".join(row["options"]), row["summary"])
-    log.console().print(table)
+    table_console().print(table)  # stdout: `ccli train --list | grep …`
 
 
 def _print_scores(method: str, scores: dict) -> None:
