@@ -139,8 +139,18 @@ def test_scan_plus_takes_a_multi_view_artifact(cli, tmp_path):
     nb = _neighbors(tmp_path / "mv.h5", k=20, multi_view=True)
     out = tmp_path / "run"
     result = cli("train", "--method", "scan+", "--data", "digits", "--preset", "digits", "--checkpoint", ck,
-                 "--neighbors", nb, "--epochs", "1", "--set", "num_heads=3", "-o", out, "-q")
+                 "--neighbors", nb, "--epochs", "1", "--set", "num_heads=3", "--set", "head_only=true", "--set",
+                 "head_input=projector", "-o", out, "-q")
     assert result.code == 0, result.err
+    # head_only: the backbone and the projector under the heads are the checkpoint's, BN statistics included
+    from ccli.engine.checkpoint import load_checkpoint
+    from ccli.methods.pretrain import load_pretrained
+
+    trained = load_checkpoint(out / "checkpoint-cluster.pt")["model"]
+    pretrained = load_pretrained(ck)
+    for prefix, part in (("backbone.", pretrained.backbone), ("neck.", pretrained.projector)):
+        for name, value in part.state_dict().items():
+            assert torch.equal(trained[prefix + name].cpu(), value.cpu()), prefix + name
     final = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
     assert final["final"] and len(final["head_losses"]) == 3
     assert final["head"] == int(np.argmin(final["head_losses"]))
