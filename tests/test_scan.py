@@ -139,8 +139,18 @@ def test_scan_plus_takes_a_multi_view_artifact(cli, tmp_path):
     nb = _neighbors(tmp_path / "mv.h5", k=20, multi_view=True)
     out = tmp_path / "run"
     result = cli("train", "--method", "scan+", "--data", "digits", "--preset", "digits", "--checkpoint", ck,
-                 "--neighbors", nb, "--epochs", "1", "--set", "num_heads=3", "-o", out, "-q")
+                 "--neighbors", nb, "--epochs", "1", "--set", "num_heads=3", "--set", "head_only=true", "--set",
+                 "head_input=projector", "-o", out, "-q")
     assert result.code == 0, result.err
+    # head_only: the backbone and the projector under the heads are the checkpoint's, BN statistics included
+    from ccli.engine.checkpoint import load_checkpoint
+    from ccli.methods.pretrain import load_pretrained
+
+    trained = load_checkpoint(out / "checkpoint-cluster.pt")["model"]
+    pretrained = load_pretrained(ck)
+    for prefix, part in (("backbone.", pretrained.backbone), ("neck.", pretrained.projector)):
+        for name, value in part.state_dict().items():
+            assert torch.equal(trained[prefix + name].cpu(), value.cpu()), prefix + name
     final = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
     assert final["final"] and len(final["head_losses"]) == 3
     assert final["head"] == int(np.argmin(final["head_losses"]))
@@ -171,15 +181,16 @@ def test_k_200_end_to_end_on_synthetic_images(cli, tmp_path):
     assert "purity_weak" in lines[-1] and "confident" in lines[1]
 
 
-@pytest.mark.parametrize("method", ["scan", "scan+"])
+@pytest.mark.parametrize("method", ["scan", pytest.param("scan+", marks=pytest.mark.slow)])
 def test_the_chain_from_images_reuses_the_cache(cli, tmp_path, method):
-    first = cli("train", "--method", method, "--data", "digits", "--preset", "digits", *QUICK, "-o", tmp_path / "a",
+    quick = QUICK + (("--set", "mine_strong_draws=1") if method == "scan+" else ())
+    first = cli("train", "--method", method, "--data", "digits", "--preset", "digits", *quick, "-o", tmp_path / "a",
                 "-q")
     assert first.code == 0, first.err
     one = json.loads((tmp_path / "a" / "metrics.jsonl").read_text().splitlines()[-1])
     assert not one["pretrain_cached"] and not one["embed_cached"] and not one["neighbors_cached"]
     # Another clustering setting on the same chain: pretraining, embedding and mining are cache hits.
-    second = cli("train", "--method", method, "--data", "digits", "--preset", "digits", *QUICK, "--set",
+    second = cli("train", "--method", method, "--data", "digits", "--preset", "digits", *quick, "--set",
                  "entropy_weight=4", "-o", tmp_path / "b", "-q")
     assert second.code == 0, second.err
     two = json.loads((tmp_path / "b" / "metrics.jsonl").read_text().splitlines()[-1])

@@ -50,6 +50,9 @@ class ScanConfig(TrainConfig):
     num_heads: int = 1  # SCAN: 1 (CIFAR/STL), 10 (ImageNet-*); the lowest-loss head is kept (§6.5)
     entropy_weight: float = 5.0  # λ (SCAN configs; scanplus.md A15)
     head_only: bool = False  # true: backbone frozen in eval mode, only the heads train (SCAN ImageNet)
+    # what the heads read: the backbone's pooled feature (SCAN's ClusteringModel), or the checkpoint's
+    # pretrained projector on top of it (an MLP head whose hidden layers come from stage 1, as scan+'s Φ_c, A11)
+    head_input: Literal["backbone", "projector"] = "backbone"
     include_self: bool = True  # sample the neighbour from N_x ∪ {x} (SCAN's NeighborsDataset; §6.4)
     # views of the clustering step: none | weak (flip + shift) | crop (random resized crop) | simclr (SimCLR's
     # crop + colour view, SCAN's ImageNet choice) | strong (SCAN's "ours": flip + shift + RandAug + Cutout)
@@ -219,29 +222,35 @@ class _Heads(_torch().nn.Module):
 class MultiHeadClusterer(_torch().nn.Module):
     """Backbone + H heads (scanplus.md §6.1); `head` (a buffer, checkpointed) is the selected one."""
 
-    def __init__(self, backbone, dim: int, num_clusters: int, num_heads: int, head_only: bool):
+    def __init__(self, backbone, dim: int, num_clusters: int, num_heads: int, head_only: bool, neck=None):
         super().__init__()
         torch = _torch()
         self.backbone = backbone
+        self.neck = neck if neck is not None else torch.nn.Identity()  # the pretrained projector, or nothing
         self.heads = _Heads(dim, num_clusters, num_heads)
         self.head_only = head_only
         self.register_buffer("head", torch.zeros((), dtype=torch.long))
         self.register_buffer("head_losses", torch.full((num_heads,), float("nan")))
         if head_only:
             self.backbone.requires_grad_(False)
+            self.neck.requires_grad_(False)
 
     def train(self, mode: bool = True):
         super().train(mode)
         if self.head_only:
             self.backbone.eval()  # BN statistics of the pretrained backbone stay as they are
+            self.neck.eval()
         return self
 
+    def features(self, x):
+        return self.neck(self.backbone(x))
+
     def forward(self, x):
-        return self.heads(self.backbone(x))
+        return self.heads(self.features(x))
 
     def assign(self, x):
         torch = _torch()
-        return torch.softmax(self.heads.linears[int(self.head)](self.backbone(x)), dim=1)
+        return torch.softmax(self.heads.linears[int(self.head)](self.features(x)), dim=1)
 
 
 def trainable(model: MultiHeadClusterer):
@@ -253,7 +262,7 @@ def head_logits(net, model: MultiHeadClusterer, x):
     """All heads' logits of x through the (possibly DDP-wrapped) trainable `net`, one call per step."""
     if model.head_only:
         with _torch().no_grad():
-            features = model.backbone(x)
+            features = model.features(x)
         return net(features)
     return net(x)
 
@@ -282,7 +291,7 @@ def view(kind: str, config: ScanConfig, size: int, channels: int):
 # Head selection (§6.5)
 # ------------------------------------------------------------------------------------------
 def backbone_features(model: MultiHeadClusterer, images: np.ndarray, to_input, device, batch_size: int):
-    """The backbone's features [N, d] (CPU, float32) of the un-augmented images, in eval mode."""
+    """What the heads read [N, d] (CPU, float32) for the un-augmented images, in eval mode."""
     torch = _torch()
     was_training = model.training
     model.eval()
@@ -291,7 +300,7 @@ def backbone_features(model: MultiHeadClusterer, images: np.ndarray, to_input, d
         with torch.no_grad():
             for begin in range(0, len(images), batch_size):
                 batch = torch.from_numpy(np.ascontiguousarray(images[begin:begin + batch_size])).to(device)
-                parts.append(model.backbone(to_input(batch.permute(0, 3, 1, 2))).float().cpu())
+                parts.append(model.features(to_input(batch.permute(0, 3, 1, 2))).float().cpu())
     finally:
         model.train(was_training)
     return torch.cat(parts)
@@ -410,13 +419,26 @@ def scan_plan(setup: Setup) -> Plan:
     if setup.neighbors is None:
         raise BadInput("SCAN trains on neighbour pairs: give --neighbors.")
     table = setup.neighbors
-    model = MultiHeadClusterer(setup.backbone, int(setup.backbone.out_dim), setup.num_clusters, config.num_heads,
-                               config.head_only)
+    neck, dim = None, int(setup.backbone.out_dim)
+    if config.head_input == "projector":
+        neck, dim = pretrained_projector(setup)
+    model = MultiHeadClusterer(setup.backbone, dim, setup.num_clusters, config.num_heads, config.head_only, neck)
     stages = [cluster_stage(setup, model, table)]
     if config.self_label:
         stages.append(self_label_stage(setup, model))
     record = {"neighbors_per_anchor": int(table.shape[1]), "include_self": config.include_self}
     return Plan(model, stages, record=record)
+
+
+def pretrained_projector(setup: Setup):
+    """The `--checkpoint`'s projector MLP (stage 1's weights) and its output width."""
+    from ccli.methods.pretrain import load_pretrained
+
+    pretrained = load_pretrained(setup.run.inputs.checkpoint, what="--checkpoint")
+    torch = _torch()
+    with torch.no_grad():
+        probe = pretrained.projector.eval()(torch.zeros(2, int(setup.backbone.out_dim)))
+    return pretrained.projector.to(setup.device), int(probe.shape[1])
 
 
 def summary_of(model: MultiHeadClusterer, table: np.ndarray, labels: Optional[np.ndarray]) -> dict:
