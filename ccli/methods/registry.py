@@ -86,6 +86,16 @@ register(MethodInfo(
     "DCACN (seed 003): CBAM backbone, multi-crop views, decoupled instance and cluster contrast.",
     consumes=("images", "checkpoint"), requires=(("images",),),
 ))
+register(MethodInfo(
+    "gcc", "ccli.methods.gcc",
+    "GCC (Zhong et al. 2021): kNN-graph-weighted instance InfoNCE with neighbour images + cluster contrast with L_au.",
+    consumes=("images", "checkpoint", "neighbors", "graph"), requires=(("images",),),
+))
+register(MethodInfo(
+    "cctc", "ccli.methods.cctc",
+    "CCTC (seed 000): GCC plus trend consistency: an N×w label queue selects extra positives (L_z, L_y).",
+    consumes=("images", "checkpoint", "neighbors", "graph"), requires=(("images",),),
+))
 
 
 def method_names() -> list[str]:
