@@ -11,6 +11,10 @@ import torch
 import torch.nn.functional as F
 
 
+def _f32(x: torch.Tensor) -> torch.Tensor:
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+
+
 def _weighted_exp_neg(weights: torch.Tensor, sim: torch.Tensor, norm: str) -> torch.Tensor:
     weights = weights.detach().to(sim.dtype)
     total = (weights * torch.exp(-sim)).sum()
@@ -21,11 +25,11 @@ def _weighted_exp_neg(weights: torch.Tensor, sim: torch.Tensor, norm: str) -> to
 
 def instance_consistency_loss(weights: torch.Tensor, z: torch.Tensor, norm: str = "b2") -> torch.Tensor:
     """CCTC §2.4.4, L_z = (1/B²) Σ_ij W_ij e^{−cos(z_i, z_j)} on the anchor view's embeddings z [B, D]."""
-    z = F.normalize(z.float(), dim=1)
+    z = F.normalize(_f32(z), dim=1)
     return _weighted_exp_neg(weights, z @ z.t(), norm)
 
 
 def cluster_consistency_loss(weights: torch.Tensor, y: torch.Tensor, norm: str = "b2") -> torch.Tensor:
     """CCTC §2.4.3, L_y (the total objective's L_c) = (1/B²) Σ_ij W_ij e^{−cos(y_i, y_j)} on soft labels y [B, K]."""
-    y = F.normalize(y.float(), dim=1)
+    y = F.normalize(_f32(y), dim=1)
     return _weighted_exp_neg(weights, y @ y.t(), norm)
