@@ -128,11 +128,9 @@ def test_the_queue_is_a_fifo_of_hard_labels_and_empty_slots_never_agree():
 
 
 def _full_matrices(c: np.ndarray, p: np.ndarray, w: int):
-    n = len(c)
-    m = np.zeros((n, n), dtype=np.float32)
-    for i in range(n):
-        for j in range(n):
-            m[i, j] = sum(1 for t in range(w) if c[i, t] >= 0 and c[i, t] == c[j, t]) / w
+    """M, S and M_S over all N × N pairs, straight from the definitions (§8.3.2–8.3.4)."""
+    agree = (c[:, None, :] == c[None, :, :]) & (c[:, None, :] >= 0)  # a −1 slot never agrees
+    m = agree.sum(-1).astype(np.float32) / w
     s = p @ p.T
     ms = m * s
     np.fill_diagonal(ms, 0.0)
@@ -211,7 +209,7 @@ def test_feature_memory_is_a_fifo_whose_mean_builds_the_graph():
 # ------------------------------------------------------------------------------------------
 # Runs: the queue across a resume, bad input
 # ------------------------------------------------------------------------------------------
-def _tiny_npz(path, n=256):
+def _tiny_npz(path, n=128):
     from sklearn.datasets import load_digits
 
     d = load_digits()
@@ -220,7 +218,7 @@ def _tiny_npz(path, n=256):
     return f"npz:{path}"
 
 
-TINY = ["backbone=small_cnn", "image_size=null", "batch_size=64", "optimizer=adam", "lr=1e-3", "schedule=constant",
+TINY = ["backbone=small_cnn", "image_size=null", "batch_size=32", "optimizer=adam", "lr=1e-3", "schedule=constant",
         "knn_every=0", "eval_every=0", "threads=1", "simclr_epochs=1", "window=2", "trend_start=3", "delta1=0.3",
         "delta2=0.5", "delta_switch=4", "tau=0.5", "flip_p=0"]
 
@@ -305,3 +303,23 @@ def test_a_neighbour_artifact_of_another_dataset_size_is_refused(cli, tmp_path, 
     assert not out.exists()
     assert_bad_input(cli("train", "--method", method, "--data", "digits", "--preset", "digits", "--set",
                          "simclr_epochs=200", "-o", out), "simclr_epochs=200")
+
+
+def test_a_neighbour_artifact_is_the_fixed_graph_of_a_gcc_run(tmp_path, monkeypatch):
+    from ccli.engine.checkpoint import load_checkpoint
+    from ccli.methods import registry
+    from ccli.methods.graph_contrast import table_with_self
+
+    monkeypatch.setenv("CCLI_CACHE", str(tmp_path / "cache"))
+    data = _tiny_npz(tmp_path / "d.npz")
+    nb = _neighbors(tmp_path / "nb.h5", n=128)
+    module = registry.load(registry.get("gcc"))
+    sets = [s for s in TINY if s.split("=")[0] not in ("window", "trend_start", "delta1", "delta2", "delta_switch")]
+    config = registry.resolve_method_config(module, "gcc", None, sets, {"--epochs": 3})
+    result = registry.train("gcc", registry.Inputs(data=data, neighbors=nb), config, out=tmp_path / "run", device="cpu")
+    assert result.scores is not None
+    state = load_checkpoint(tmp_path / "run" / "checkpoint-gcc.pt")["model"]
+    expected = table_with_self((np.arange(128)[:, None] + np.arange(1, 6)[None, :]) % 128, k=5)
+    assert state["table"].tolist() == expected.tolist()
+    assert int(state["graph_built"]) == 1  # set from the artifact once, never rebuilt from the memory
+    assert int(state["memory_filled"].sum()) == 4 * 32  # only the warm-up epoch filled the memory
