@@ -106,6 +106,16 @@ register(MethodInfo(
     "Graph instance-cluster contrast (thesis 001 Ch. 4): conv AE + self-expression graph A = C + Cᵀ, top-k pairs.",
     consumes=("images", "graph"), requires=(("images",),),
 ))
+register(MethodInfo(
+    "gcc", "ccli.methods.gcc",
+    "GCC (Zhong et al. 2021): kNN-graph-weighted instance InfoNCE with neighbour images + cluster contrast with L_au.",
+    consumes=("images", "checkpoint", "neighbors", "graph"), requires=(("images",),),
+))
+register(MethodInfo(
+    "cctc", "ccli.methods.cctc",
+    "CCTC (seed 000): GCC plus trend consistency: an N×w label queue selects extra positives (L_z, L_y).",
+    consumes=("images", "checkpoint", "neighbors", "graph"), requires=(("images",),),
+))
 
 
 def method_names() -> list[str]:
