@@ -33,8 +33,9 @@ def ae_checkpoint_state(path: str, backbone: str, channels: int, size: int, late
                        f"images, but this run uses {channels}-channel {size} px views.")
     if bb.get("name") != backbone:
         raise BadInput(f"ae_checkpoint={file} holds a {bb.get('name')} autoencoder, but this run uses {backbone}.")
-    if int(bb.get("out_dim", -1)) != latent_dim:
-        raise BadInput(f"ae_checkpoint={file} has a {bb.get('out_dim')}-d code, but this run's latent_dim is {latent_dim}.")
+    code = (state.get("config") or {}).get("latent_dim")  # the run's record; `backbone.out_dim` is the registry default
+    if code is None or int(code) != latent_dim:
+        raise BadInput(f"ae_checkpoint={file} has a {code}-d code, but this run's latent_dim is {latent_dim}.")
     return state
 
 

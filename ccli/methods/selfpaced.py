@@ -77,6 +77,7 @@ class Config(TrainConfig):
     zeta_start: float = 0.95  # linear schedule only: ζ at the start of stage 2 (PROPOSED)
     gamma_start: float = 0.05  # linear schedule only: γ at the start of stage 2 (PROPOSED)
     mlp_hidden: tuple[int, ...] = (128, 128, 128)  # thesis §3.3.3: 128-128-128-K, BN + ReLU
+    entropy_weight: float = 0.0  # not in the thesis: CC's log K − H(π) on the head's batch marginal, against merged clusters
     finetune_encoder: bool = True  # S4
     # augmentation (§3.7: SimCLR's operations; for grayscale crop + blur)
     crop_scale: tuple[float, float] = (0.5, 1.0)
@@ -313,8 +314,15 @@ def build(setup: Setup) -> Plan:
                 sim = hn @ hn.t()
             pos, neg = L.threshold_pairs(sim, zeta, gamma)
         loss = L.negatives_only_contrast(z, pos, neg, config.tau)
+        extra = {}
+        if config.entropy_weight:
+            from ccli.losses.cluster import entropy_regulariser
+
+            balance = entropy_regulariser(z)
+            loss = loss + config.entropy_weight * balance
+            extra["entropy"] = balance.detach()
         b = len(sim)
-        return {"loss": loss, "positive_pairs": pos.sum().float() / b, "negative_pairs": neg.sum().float() / b,
+        return {"loss": loss, **extra, "positive_pairs": pos.sum().float() / b, "negative_pairs": neg.sum().float() / b,
                 "ignored_pairs": (b * (b - 1) - pos.sum() - neg.sum()).float() / b}
 
     base = config.engine
