@@ -254,6 +254,9 @@ def compare(data: str, methods: list[str], out: Path, *, seeds: int = 1, preset:
 
     planned = plan(data, methods, seeds, preset, out, pretrain)
     prevalidate(data, split, planned)
+    from ccli.engine.device import resolve_device
+
+    resolved = str(resolve_device(device))  # bad --device fails here, before anything is written
     results, shared = [], {}
     for number, run in enumerate(planned, 1):
         log.info(f"compare [{number}/{len(planned)}]: {run.method} seed {run.seed}"
@@ -269,7 +272,27 @@ def compare(data: str, methods: list[str], out: Path, *, seeds: int = 1, preset:
             log.info(f"compare: {run.method} seed {run.seed} is already in {result.run_dir} (cached)")
         results.append(CompareRun(run.method, run.seed, result.run_dir, result.predictions, result.cached,
                                   result.scores, time.perf_counter() - started))
+    _write_manifest(out, data, resolved, results)
     summaries = collect_runs([r.run_dir for r in results])
     heading = title or f"ccli compare: {', '.join(methods)} on {data} ({seeds} seed{'s' if seeds > 1 else ''})"
     reports = write_report(summaries, out, heading, formats, map_method, paper_results_for)
     return CompareResult(results, reports, shared)
+
+
+MANIFEST = "compare.json"  # what the report reads beside the runs: the device each one trained on
+
+
+def _write_manifest(out: Path, data: str, device: str, results: list[CompareRun]) -> None:
+    import json
+    import platform
+
+    path = out / MANIFEST
+    previous = json.loads(path.read_text()) if path.is_file() else {}
+    runs = previous.get("runs", {}) if isinstance(previous.get("runs"), dict) else {}
+    for r in results:
+        if not r.cached or r.run_dir.name not in runs:
+            runs[r.run_dir.name] = {"method": r.method, "seed": r.seed, "device": device, "host": platform.node(),
+                                    "seconds": round(r.seconds, 3)}
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps({"data": data, "runs": runs}, indent=2) + "\n")
+    tmp.replace(path)

@@ -88,7 +88,7 @@ def test_compare_shares_the_pretraining_and_reports_eval_numbers(cli, tmp_path, 
             values = [e[key] for e in per_run]
             assert row["mean"][key] == pytest.approx(np.mean(values), abs=1e-12)
             assert row["std"][key] == pytest.approx(np.std(values, ddof=1), abs=1e-12)
-        assert row["seeds"] == [42, 43]
+        assert row["seeds"] == [42, 43] and row["device"] == "cpu"
     from ccli.report.collect import collect_run
     from ccli.report.render import class_labels
 
