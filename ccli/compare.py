@@ -101,13 +101,14 @@ def method_preset(method: str, preset: Optional[str], dataset: str) -> Optional[
 
 
 def _needs(info) -> tuple[str, ...]:
-    """The chain kinds a method must be given: per required group, images when allowed, else the first kind
-    the chain makes; each kind brings the ones before it that the method also consumes."""
+    """The chain kinds a method is given: per required group, images when allowed, else the group's first kind
+    (the method's first choice); with it, the kinds before it in the chain that the method also consumes (a
+    checkpoint too, dropped later unless the backbones agree)."""
     wanted: list[str] = []
     for group in info.requires:
         if "images" in group:
             continue
-        kind = next((k for k in CHAIN_KINDS if k in group), None)
+        kind = next((k for k in group if k in CHAIN_KINDS), None)  # the method's first choice
         if kind is None:
             raise BadInput(f"method {info.name} needs {' or '.join(group)}, which ccli compare cannot make.")
         wanted.append(kind)
@@ -231,7 +232,11 @@ def _chain(run: PlannedRun, data: str, split: str, cache_dir, device: str, force
     # A warm start only when the method builds the recipe's backbone (else it trains its own from scratch).
     backbone = getattr(run.config, "backbone", None)
     pretrained_backbone = _checkpoint_backbone(made["checkpoint"])
-    if backbone is not None and backbone != pretrained_backbone and "checkpoint" in run.needs:
+    from ccli.methods.registry import get
+
+    required = {kind for group in get(run.method).requires for kind in group if len(group) == 1}
+    if (backbone is not None and backbone != pretrained_backbone and "checkpoint" in run.needs
+            and "checkpoint" not in required):
         log.info(f"compare: {run.method} builds {backbone}, the recipe {run.recipe} {pretrained_backbone}: "
                  "no warm start from it")
         made.pop("checkpoint")

@@ -120,3 +120,19 @@ def test_compare_bad_input_writes_nothing(cli, tmp_path, tiny):
                      "--format pdf")
     assert not out.exists()
     assert not tiny["cache"].exists() or not any(tiny["cache"].rglob("*.h5"))
+
+
+@pytest.mark.parametrize("consumes, requires, expected", [
+    (("images", "checkpoint"), (("images",),), ()),  # cc, dcacn: from images
+    (("features", "images", "checkpoint"), (("features", "images"),), ()),  # kmeans: pretrains on its own
+    (("features",), (("features",),), ("features",)),
+    (("images", "checkpoint", "features", "neighbors"), (("images",), ("neighbors",)),
+     ("checkpoint", "features", "neighbors")),  # SCAN-like: warm start + the neighbours of its features
+    (("images", "graph"), (("images",), ("graph", "neighbors")), ("graph",)),
+    (("images", "checkpoint"), (("images",), ("checkpoint",)), ("checkpoint",)),
+])
+def test_the_chain_a_method_is_given(consumes, requires, expected):
+    from ccli.compare import _needs
+    from ccli.methods.registry import MethodInfo
+
+    assert _needs(MethodInfo("m", "x", "", consumes=consumes, requires=requires)) == expected
