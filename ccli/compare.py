@@ -297,7 +297,7 @@ def _write_manifest(out: Path, data: str, device: str, results: list[CompareRun]
     for r in results:
         if not r.cached or r.run_dir.name not in runs:
             runs[r.run_dir.name] = {"method": r.method, "seed": r.seed, "device": device, "host": platform.node(),
-                                    "seconds": round(r.seconds, 3)}
+                                    "seconds": round(r.seconds, 3), "cached": r.cached}
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps({"data": data, "runs": runs}, indent=2) + "\n")
     tmp.replace(path)
