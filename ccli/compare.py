@@ -101,13 +101,14 @@ def method_preset(method: str, preset: Optional[str], dataset: str) -> Optional[
 
 
 def _needs(info) -> tuple[str, ...]:
-    """The chain kinds a method must be given: per required group, images when allowed, else the first kind
-    the chain makes; each kind brings the ones before it that the method also consumes."""
+    """The chain kinds a method is given: per required group, images when allowed, else the group's first kind
+    (the method's first choice); with it, the kinds before it in the chain that the method also consumes (a
+    checkpoint too, dropped later unless the backbones agree)."""
     wanted: list[str] = []
     for group in info.requires:
         if "images" in group:
             continue
-        kind = next((k for k in CHAIN_KINDS if k in group), None)
+        kind = next((k for k in group if k in CHAIN_KINDS), None)  # the method's first choice
         if kind is None:
             raise BadInput(f"method {info.name} needs {' or '.join(group)}, which ccli compare cannot make.")
         wanted.append(kind)
@@ -231,7 +232,11 @@ def _chain(run: PlannedRun, data: str, split: str, cache_dir, device: str, force
     # A warm start only when the method builds the recipe's backbone (else it trains its own from scratch).
     backbone = getattr(run.config, "backbone", None)
     pretrained_backbone = _checkpoint_backbone(made["checkpoint"])
-    if backbone is not None and backbone != pretrained_backbone and "checkpoint" in run.needs:
+    from ccli.methods.registry import get
+
+    required = {kind for group in get(run.method).requires for kind in group if len(group) == 1}
+    if (backbone is not None and backbone != pretrained_backbone and "checkpoint" in run.needs
+            and "checkpoint" not in required):
         log.info(f"compare: {run.method} builds {backbone}, the recipe {run.recipe} {pretrained_backbone}: "
                  "no warm start from it")
         made.pop("checkpoint")
@@ -254,6 +259,9 @@ def compare(data: str, methods: list[str], out: Path, *, seeds: int = 1, preset:
 
     planned = plan(data, methods, seeds, preset, out, pretrain)
     prevalidate(data, split, planned)
+    from ccli.engine.device import resolve_device
+
+    resolved = str(resolve_device(device))  # bad --device fails here, before anything is written
     results, shared = [], {}
     for number, run in enumerate(planned, 1):
         log.info(f"compare [{number}/{len(planned)}]: {run.method} seed {run.seed}"
@@ -269,7 +277,27 @@ def compare(data: str, methods: list[str], out: Path, *, seeds: int = 1, preset:
             log.info(f"compare: {run.method} seed {run.seed} is already in {result.run_dir} (cached)")
         results.append(CompareRun(run.method, run.seed, result.run_dir, result.predictions, result.cached,
                                   result.scores, time.perf_counter() - started))
+    _write_manifest(out, data, resolved, results)
     summaries = collect_runs([r.run_dir for r in results])
     heading = title or f"ccli compare: {', '.join(methods)} on {data} ({seeds} seed{'s' if seeds > 1 else ''})"
     reports = write_report(summaries, out, heading, formats, map_method, paper_results_for)
     return CompareResult(results, reports, shared)
+
+
+MANIFEST = "compare.json"  # what the report reads beside the runs: the device each one trained on
+
+
+def _write_manifest(out: Path, data: str, device: str, results: list[CompareRun]) -> None:
+    import json
+    import platform
+
+    path = out / MANIFEST
+    previous = json.loads(path.read_text()) if path.is_file() else {}
+    runs = previous.get("runs", {}) if isinstance(previous.get("runs"), dict) else {}
+    for r in results:
+        if not r.cached or r.run_dir.name not in runs:
+            runs[r.run_dir.name] = {"method": r.method, "seed": r.seed, "device": device, "host": platform.node(),
+                                    "seconds": round(r.seconds, 3), "cached": r.cached}
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps({"data": data, "runs": runs}, indent=2) + "\n")
+    tmp.replace(path)

@@ -88,7 +88,7 @@ def test_compare_shares_the_pretraining_and_reports_eval_numbers(cli, tmp_path, 
             values = [e[key] for e in per_run]
             assert row["mean"][key] == pytest.approx(np.mean(values), abs=1e-12)
             assert row["std"][key] == pytest.approx(np.std(values, ddof=1), abs=1e-12)
-        assert row["seeds"] == [42, 43]
+        assert row["seeds"] == [42, 43] and row["device"] == "cpu"
     from ccli.report.collect import collect_run
     from ccli.report.render import class_labels
 
@@ -120,3 +120,19 @@ def test_compare_bad_input_writes_nothing(cli, tmp_path, tiny):
                      "--format pdf")
     assert not out.exists()
     assert not tiny["cache"].exists() or not any(tiny["cache"].rglob("*.h5"))
+
+
+@pytest.mark.parametrize("consumes, requires, expected", [
+    (("images", "checkpoint"), (("images",),), ()),  # cc, dcacn: from images
+    (("features", "images", "checkpoint"), (("features", "images"),), ()),  # kmeans: pretrains on its own
+    (("features",), (("features",),), ("features",)),
+    (("images", "checkpoint", "features", "neighbors"), (("images",), ("neighbors",)),
+     ("checkpoint", "features", "neighbors")),  # SCAN-like: warm start + the neighbours of its features
+    (("images", "graph"), (("images",), ("graph", "neighbors")), ("graph",)),
+    (("images", "checkpoint"), (("images",), ("checkpoint",)), ("checkpoint",)),
+])
+def test_the_chain_a_method_is_given(consumes, requires, expected):
+    from ccli.compare import _needs
+    from ccli.methods.registry import MethodInfo
+
+    assert _needs(MethodInfo("m", "x", "", consumes=consumes, requires=requires)) == expected

@@ -188,10 +188,26 @@ def collect_run(ref: Path) -> RunSummary:
 def collect_runs(refs: list[Path]) -> list[RunSummary]:
     """Every run of `refs` (folders of runs expanded), each checked before anything is written."""
     runs = [collect_run(ref) for ref in expand_refs(list(refs))]
+    for run in runs:
+        recorded = _compare_record(run.path)
+        if recorded.get("device"):
+            run.device = str(recorded["device"])
     names = [r.readable_name() for r in runs]
     for i, run in enumerate(runs):
         run.name = names[i] if names.count(names[i]) == 1 else f"{names[i]} ({run.path.name})"
     return runs
+
+
+def _compare_record(run_dir: Path) -> dict[str, Any]:
+    """What `ccli compare` recorded about a run of its folder (DIR/compare.json beside DIR/runs/)."""
+    manifest = run_dir.parent.parent / "compare.json"
+    if run_dir.parent.name != "runs" or not manifest.is_file():
+        return {}
+    try:
+        record = json.loads(manifest.read_text()).get("runs", {}).get(run_dir.name, {})
+    except (json.JSONDecodeError, AttributeError):
+        return {}
+    return record if isinstance(record, dict) else {}
 
 
 def _hungarian_ordered(c, mapping: dict[int, int]) -> tuple[np.ndarray, list[int]]:

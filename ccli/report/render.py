@@ -419,8 +419,8 @@ def _json_payload(runs, tables, title, created) -> dict[str, Any]:
 
 NOTE = ("ACC: Hungarian-matched accuracy; P/R/F: size-weighted precision, recall and F of each cluster's majority "
         "class; mean ± sample standard deviation over the seeds. Scores are recomputed from each run's "
-        "predictions.h5. Budget: epochs and training wall time per run (pretraining not included), device as "
-        "configured. Paper rows: the numbers the method's paper reports on that dataset (its preset's "
+        "predictions.h5. Budget: epochs and training wall time per run (pretraining not included), and the "
+        "device ccli compare trained it on (— when unknown). Paper rows: the numbers the method's paper reports on that dataset (its preset's "
         "paper_results), with the table they come from.")
 
 
