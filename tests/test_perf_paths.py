@@ -68,3 +68,15 @@ def test_eval_imports_neither_scipy_torch_nor_sklearn(tmp_path):
     assert out.returncode == 0, out.stderr
     assert "HEAVY []" in out.stdout, out.stdout + out.stderr
     assert '"acc": 1.0' in out.stdout
+
+
+def test_step_progress_is_silent_off_a_terminal_and_counts_on_one(capsys):
+    from ccli.engine.progress import StepProgress
+
+    with StepProgress("k-means", 10) as bar:  # pytest's stderr is no terminal
+        assert not bar.enabled
+        bar.update(5)
+    assert capsys.readouterr().err == ""
+    with StepProgress("k-means", 10, enabled=True) as bar:
+        bar.update(7)
+        assert bar._progress.tasks[0].completed == 7

@@ -117,7 +117,10 @@ def run(ctx: RunContext) -> Prediction:
         x = art.read(f"views/{config.view}" if config.view else "features").astype(np.float32)
     if config.normalize:
         x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-    labels, _, inertia, backend = kmeans(x, ctx.num_clusters, backend=config.backend, n_init=config.n_init,
-                                         max_iter=config.max_iter, seed=config.seed)
+    from ccli.engine.progress import StepProgress
+
+    with StepProgress("k-means", config.n_init * config.max_iter) as bar:
+        labels, _, inertia, backend = kmeans(x, ctx.num_clusters, backend=config.backend, n_init=config.n_init,
+                                             max_iter=config.max_iter, seed=config.seed, progress=bar.update)
     log.debug(f"k-means ({backend}) on {x.shape[0]:,}×{x.shape[1]} features: inertia {inertia:.4g}")
     return Prediction(labels, None, {"backend": backend, "inertia": inertia, "features": path})
