@@ -8,7 +8,7 @@ from sklearn.metrics import adjusted_rand_score
 from ccli.fit.kmeans import faiss_available, kmeans
 
 
-@pytest.mark.parametrize("backend", ["sklearn", "faiss"])
+@pytest.mark.parametrize("backend", ["sklearn", "faiss", "torch"])
 def test_kmeans_recovers_blobs_and_reports_its_inertia(backend):
     if backend == "faiss" and not faiss_available():
         pytest.skip("faiss is not installed")
@@ -19,3 +19,31 @@ def test_kmeans_recovers_blobs_and_reports_its_inertia(backend):
     assert centroids.shape == (4, 5)
     expected = float(((x - centroids[labels]) ** 2).sum())
     assert inertia == pytest.approx(expected, rel=1e-3)
+
+
+def test_torch_kmeans_inertia_no_worse_than_sklearn_on_digits():
+    from sklearn.cluster import KMeans
+    from sklearn.datasets import load_digits
+
+    from ccli.fit.kmeans import inertia_of
+
+    x = load_digits().data.astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    calls = []
+    labels, centroids, inertia, used = kmeans(x, 10, backend="torch", seed=0, progress=lambda d, t: calls.append((d, t)))
+    assert used == "torch" and labels.shape == (1797,)
+    assert inertia == pytest.approx(inertia_of(x, labels, centroids), rel=1e-5)
+    # Labels are the nearest centres of the returned centroids.
+    d = ((x[:, None, :] - centroids[None]) ** 2).sum(-1)
+    assert (d[np.arange(len(x)), labels] <= d.min(1) + 1e-6).all()
+    reference = KMeans(10, n_init=10, random_state=0).fit(x).inertia_
+    assert inertia <= reference * (1 + 1e-3)
+    # Progress reaches its total; an early stop jumps to the end of each restart.
+    assert calls[-1] == (10 * 300, 10 * 300) and len(calls) < 10 * 300
+
+
+def test_torch_kmeans_refills_empty_clusters():
+    x = np.concatenate([np.zeros((50, 2)), np.ones((50, 2))]).astype(np.float32)
+    x[:3] += np.array([[0.1, 0], [0, 0.1], [0.1, 0.1]], dtype=np.float32)
+    labels, centroids, _, _ = kmeans(x, 4, backend="torch", n_init=2, seed=1)
+    assert len(np.unique(labels)) == 4

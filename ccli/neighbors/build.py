@@ -169,10 +169,14 @@ def _build_plain(art, target, cfg, keyed, key, features_key, device, block_rows)
     with ArtifactWriter(target, "neighbors", key, keyed, [features_key], _attrs(cfg, ["features"], score_kind)) as w:
         w.create("indices", (n, cfg.k), index_dtype(n))
         w.create("scores", (n, cfg.k), np.float32)
-        for start, idx, scores in search(x, params, copy=False):
-            w.write_rows("indices", start, idx)
-            w.write_rows("scores", start, scores)
-            log.debug(f"  rows {start + len(idx):,}/{n:,}")
+        from ccli.engine.progress import StepProgress
+
+        with StepProgress("neighbours", n) as bar:
+            for start, idx, scores in search(x, params, copy=False):
+                w.write_rows("indices", start, idx)
+                w.write_rows("scores", start, scores)
+                bar.update(start + len(idx))
+                log.debug(f"  rows {start + len(idx):,}/{n:,}")
         _write_labels(w, art)
 
 
