@@ -47,6 +47,8 @@ _ccli() {
             "scan+") presets="auto digits fashion-mnist imagenet-dogs imagenet10 imagenet100 imagenet1000 imagenet200 imagenet50 stl10" ;;
             "selfpaced") presets="auto cifar10 cifar100-20 digits fashion-mnist mnist stl10" ;;
             "graph") presets="auto cifar10 cifar100-20 digits fashion-mnist stl10" ;;
+            "gcc") presets="auto cifar10 cifar100-20 digits fashion-mnist imagenet-dogs imagenet10 stl10" ;;
+            "cctc") presets="auto cifar10 cifar100-20 digits fashion-mnist imagenet-dogs imagenet10 stl10" ;;
         esac
         COMPREPLY=($(compgen -W "$presets" -- "$cur"))
         return
@@ -79,7 +81,7 @@ _ccli() {
         "ccli neighbors --backend") COMPREPLY=($(compgen -W "auto faiss torch" -- "$cur")); return ;;
         "ccli neighbors --device") COMPREPLY=($(compgen -W "auto cpu cuda cuda:0" -- "$cur")); return ;;
         "ccli graph --device") COMPREPLY=($(compgen -W "auto cpu cuda cuda:0" -- "$cur")); return ;;
-        "ccli train --method"|"ccli train -m") COMPREPLY=($(compgen -W "kmeans cc dcacn scan scan+ selfpaced graph" -- "$cur")); return ;;
+        "ccli train --method"|"ccli train -m") COMPREPLY=($(compgen -W "kmeans cc dcacn scan scan+ selfpaced graph gcc cctc" -- "$cur")); return ;;
         "ccli train --data") COMPREPLY=($(compgen -W "digits mnist: fashion-mnist: cifar10: cifar100-20: stl10: imagenet10: imagenet-dogs: tiny-imagenet: folder: npz: h5:" -- "$cur")); return ;;
         "ccli train --split") COMPREPLY=($(compgen -W "train test all" -- "$cur")); return ;;
         "ccli train --device") COMPREPLY=($(compgen -W "auto cpu cuda cuda:0" -- "$cur")); return ;;
