@@ -86,6 +86,12 @@ register(MethodInfo(
     "DCACN (seed 003): CBAM backbone, multi-crop views, decoupled instance and cluster contrast.",
     consumes=("images", "checkpoint"), requires=(("images",),),
 ))
+register(MethodInfo(
+    "cdec", "ccli.methods.cdec",
+    "cdec (seed 002, abstract only): the spec's PROPOSED reading, CC + IDEC on a shared embedding "
+    "(contrast, reconstruction, DEC KL to k-means centres); not a reproduction.",
+    consumes=("images", "checkpoint"), requires=(("images",),),
+))
 
 
 def method_names() -> list[str]:
