@@ -87,6 +87,12 @@ register(MethodInfo(
     consumes=("images", "checkpoint"), requires=(("images",),),
 ))
 register(MethodInfo(
+    "cdec", "ccli.methods.cdec",
+    "cdec (seed 002, abstract only): the spec's PROPOSED reading, CC + IDEC on a shared embedding "
+    "(contrast, reconstruction, DEC KL to k-means centres); not a reproduction.",
+    consumes=("images", "checkpoint"), requires=(("images",),),
+))
+register(MethodInfo(
     "scan", "ccli.methods.scan",
     "SCAN (Van Gansbeke et al. 2020): neighbour consistency + entropy on top-q neighbours, multi-head, optional self-labelling.",
     consumes=("images", "checkpoint", "neighbors"), requires=(("images",),),
