@@ -43,6 +43,7 @@ _ccli() {
             "kmeans") presets="auto digits fashion-mnist features" ;;
             "cc") presets="auto cifar10 cifar100-20 digits fashion-mnist imagenet-dogs imagenet10 stl10 tiny-imagenet" ;;
             "dcacn") presets="auto cifar10 digits fashion-mnist imagenet10 stl10" ;;
+            "cdec") presets="auto cifar10 cifar100-20 digits fashion-mnist imagenet-dogs imagenet10 stl10" ;;
             "scan") presets="auto digits fashion-mnist imagenet100 imagenet200 imagenet50 stl10" ;;
             "scan+") presets="auto digits fashion-mnist imagenet-dogs imagenet10 imagenet100 imagenet1000 imagenet200 imagenet50 stl10" ;;
             "selfpaced") presets="auto cifar10 cifar100-20 digits fashion-mnist mnist stl10" ;;
@@ -81,7 +82,7 @@ _ccli() {
         "ccli neighbors --backend") COMPREPLY=($(compgen -W "auto faiss torch" -- "$cur")); return ;;
         "ccli neighbors --device") COMPREPLY=($(compgen -W "auto cpu cuda cuda:0" -- "$cur")); return ;;
         "ccli graph --device") COMPREPLY=($(compgen -W "auto cpu cuda cuda:0" -- "$cur")); return ;;
-        "ccli train --method"|"ccli train -m") COMPREPLY=($(compgen -W "kmeans cc dcacn scan scan+ selfpaced graph gcc cctc" -- "$cur")); return ;;
+        "ccli train --method"|"ccli train -m") COMPREPLY=($(compgen -W "kmeans cc dcacn cdec scan scan+ selfpaced graph gcc cctc" -- "$cur")); return ;;
         "ccli train --data") COMPREPLY=($(compgen -W "digits mnist: fashion-mnist: cifar10: cifar100-20: stl10: imagenet10: imagenet-dogs: tiny-imagenet: folder: npz: h5:" -- "$cur")); return ;;
         "ccli train --split") COMPREPLY=($(compgen -W "train test all" -- "$cur")); return ;;
         "ccli train --device") COMPREPLY=($(compgen -W "auto cpu cuda cuda:0" -- "$cur")); return ;;

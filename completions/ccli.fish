@@ -122,7 +122,7 @@ complete -c ccli -n '__fish_seen_subcommand_from graph' -s q -l quiet -d 'Only e
 complete -c ccli -n '__fish_seen_subcommand_from graph' -s v -l verbose -d 'More detail on stderr.'
 complete -c ccli -n '__fish_seen_subcommand_from graph' -s h -l help -d 'Show help and exit.'
 complete -c ccli -n '__fish_seen_subcommand_from graph' -F
-complete -c ccli -n '__fish_seen_subcommand_from train' -l method -s m -r -f -a 'kmeans cc dcacn scan scan+ selfpaced graph gcc cctc' -d 'Method name (see --list).'
+complete -c ccli -n '__fish_seen_subcommand_from train' -l method -s m -r -f -a 'kmeans cc dcacn cdec scan scan+ selfpaced graph gcc cctc' -d 'Method name (see --list).'
 complete -c ccli -n '__fish_seen_subcommand_from train' -l list -d 'List the methods and what each needs.'
 complete -c ccli -n '__fish_seen_subcommand_from train' -l data -r -f -a 'digits mnist: fashion-mnist: cifar10: cifar100-20: stl10: imagenet10: imagenet-dogs: tiny-imagenet: folder: npz: h5:' -d 'Dataset spec, e.g. digits, fashion-mnist:DIR.'
 complete -c ccli -n '__fish_seen_subcommand_from train' -l split -r -f -a 'train test all' -d 'train, test or all (papers use all = train+test).'
