@@ -60,6 +60,9 @@ def pretrain_command(
     verbose: VerboseOpt = False,
 ) -> None:
     setup(quiet, verbose)
+    from ccli.devices import check_device
+
+    check_device(device)  # before anything is read from or written to the cache
     from ccli.methods.pretrain import pretrain
 
     overrides: dict[str, Any] = {

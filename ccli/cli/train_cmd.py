@@ -66,6 +66,9 @@ def train_command(
     verbose: VerboseOpt = False,
 ) -> None:
     setup(quiet, verbose)
+    from ccli.devices import check_device
+
+    check_device(device)  # before anything is read from or written to the cache
     from ccli import log
     from ccli.errors import BadInput
     from ccli.methods import registry

@@ -125,7 +125,7 @@ def build_knn_graph(
         # The neighbours' own inputs (their features) come too, so a consumer given the features
         # can check that this graph was made from them.
         nb_keys = [nb.key, *nb.inputs]
-    path = output_path(out, cache_root(cache_dir), "graph", key)
+    path = output_path(out, cache_root(cache_dir), "graph", key, force=force)
 
     def build(target: Path) -> None:
         started = time.perf_counter()
@@ -167,7 +167,7 @@ def build_self_expressive_graph(
             raise BadInput(f"{features_path} has {n} point(s); a self-expressive graph needs at least 2.")
         key = content_key("graph", config, [art.key])
         features_key = art.key
-    path = output_path(out, cache_root(cache_dir), "graph", key)
+    path = output_path(out, cache_root(cache_dir), "graph", key, force=force)
 
     def build(target: Path) -> None:
         started = time.perf_counter()

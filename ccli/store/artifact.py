@@ -98,32 +98,61 @@ class ArtifactWriter:
         self._h5 = None
         self._hashers: dict[str, Any] = {}
         self._next_row: dict[str, int] = {}
+        self._planned = 0  # bytes of the datasets created so far (uncompressed upper bound)
 
     # -- lifecycle -------------------------------------------------------------------------
     def __enter__(self) -> "ArtifactWriter":
         import h5py
 
+        from ccli.store.space import ensure_space, write_error
+
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            ensure_space(self.path, 0)
             self._h5 = h5py.File(self._tmp, "w")
         except OSError as exc:
-            raise CcliError(f"cannot write {self.path}: {exc.strerror or exc}") from exc
+            raise write_error(self.path, exc) from exc
         return self
 
     def __exit__(self, exc_type, exc, tb) -> bool:
+        from ccli.store.space import is_no_space, write_error
+
         try:
             if exc_type is None:
                 self._finish()
                 self._h5.flush()
-            self._h5.close()
-            if exc_type is None:
+                self._h5.close()
+                self._h5 = None
                 with open(self._tmp, "rb") as fh:
                     os.fsync(fh.fileno())
                 os.replace(self._tmp, self.path)
+        except (OSError, RuntimeError) as failure:
+            # A full disk surfaces here as an HDF5 flush/close error: one sentence, no temp left.
+            raise write_error(self.path, failure) from failure
         finally:
-            if self._tmp.exists():
-                self._tmp.unlink()
+            self._abandon()
+        if exc is not None and not isinstance(exc, CcliError) and is_no_space(exc):
+            raise write_error(self.path, exc) from exc
         return False
+
+    def _abandon(self) -> None:
+        """Close the HDF5 handle (ignoring errors of a full disk) and remove the temp file."""
+        if self._h5 is not None:
+            try:
+                self._h5.close()
+            except Exception:  # noqa: BLE001 - the handle is being discarded
+                pass
+        try:
+            self._tmp.unlink()
+        except FileNotFoundError:
+            pass
+
+    def _reserve(self, nbytes: int) -> None:
+        """Refuse, before writing, a dataset that cannot fit on the destination's filesystem."""
+        from ccli.store.space import ensure_space
+
+        self._planned += int(nbytes)
+        ensure_space(self.path, self._planned, already=self._tmp)
 
     def _finish(self) -> None:
         required, _ = KINDS[self.kind]
@@ -150,6 +179,7 @@ class ArtifactWriter:
     def write(self, name: str, array, **h5_options) -> None:
         """Store a whole array under `name` (a path like 'views/weak' creates the group)."""
         array = np.ascontiguousarray(array)
+        self._reserve(array.nbytes)
         options = {**_chunking(array.shape, array.dtype), **_default_compression(array.dtype), **h5_options}
         if array.ndim == 0:
             options = {}
@@ -161,6 +191,7 @@ class ArtifactWriter:
     def create(self, name: str, shape: tuple[int, ...], dtype, **h5_options):
         """Create a dataset to be filled in order with `write_rows` (streaming writes)."""
         dtype = np.dtype(dtype)
+        self._reserve(int(np.prod(shape, dtype=np.int64)) * dtype.itemsize)
         options = {**_chunking(shape, dtype), **_default_compression(dtype), **h5_options}
         dset = self._h5.create_dataset(name, shape=shape, dtype=dtype, **options)
         self._hashers[name] = _new_hasher()
@@ -221,14 +252,15 @@ class Artifact:
         self.h5 = h5
         attrs = h5.attrs
         self.kind = _str(attrs["kind"])
-        self.schema_version = int(attrs["schema_version"])
+        self.schema_version = _schema_version(attrs["schema_version"], str(path))
         self.key = _str(attrs.get("key", ""))
         self.ccli_version = _str(attrs.get("ccli_version", ""))
         self.created = _str(attrs.get("created", ""))
         try:
             self.inputs = list(json.loads(_str(attrs.get("inputs", "[]"))))
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, TypeError):
             self.inputs = []
+        self._streams: dict[str, list] = {}  # dataset -> [next row, hasher] while read in order
 
     @property
     def config(self) -> dict:
@@ -249,9 +281,38 @@ class Artifact:
         if name not in self.h5:
             raise BadInput(f"{self.path} has no dataset '{name}'.")
         try:
-            return self.h5[name][rows]
-        except (OSError, RuntimeError) as exc:
-            raise BadInput(f"{self.path} is corrupt: dataset '{name}' cannot be read ({exc}).") from exc
+            data = self.h5[name][rows]
+        except (OSError, RuntimeError, ValueError) as exc:
+            raise BadInput(f"{self.path} is damaged: dataset '{name}' cannot be read ({_first_line(exc)}).") from exc
+        self._check_as_read(name, rows, data)
+        return data
+
+    def _check_as_read(self, name: str, rows, data) -> None:
+        """Verify a dataset's checksum as it is read: a whole read, or row blocks read in order.
+
+        Reading out of order (or only part of a dataset) verifies nothing; reading every row
+        from the first on, in one call or in consecutive slices, ends with the comparison
+        against the stored checksum, so a consumer never builds on silently damaged data.
+        """
+        dset = self.h5[name]
+        stored = _str(dset.attrs.get("checksum", ""))
+        if not stored or not isinstance(rows, slice) or rows.step not in (None, 1):
+            return
+        total = dset.shape[0] if dset.shape else 0
+        start = 0 if rows.start is None else rows.start
+        if dset.shape == () or start == 0:
+            self._streams[name] = [0, _new_hasher()]
+        stream = self._streams.get(name)
+        if stream is None or stream[0] != start:
+            self._streams.pop(name, None)
+            return
+        stream[1].update(np.ascontiguousarray(data).tobytes())
+        stream[0] = start + (len(data) if dset.shape else 0)
+        if stream[0] >= total:
+            self._streams.pop(name, None)
+            if "blake2b:" + stream[1].hexdigest() != stored:
+                raise BadInput(f"{self.path} is damaged: dataset '{name}' does not match its checksum "
+                               "(recompute it, or run `ccli cache gc` if it is in the cache).")
 
     def shape(self, name: str) -> tuple[int, ...]:
         return tuple(self.h5[name].shape)
@@ -260,8 +321,7 @@ class Artifact:
         """Root attributes and every dataset's shape, dtype and compression (for `cache info`)."""
         import h5py
 
-        attrs = {k: self.attr(k) for k in self.h5.attrs.keys()}
-        attrs = {k: (v.item() if hasattr(v, "item") else v) for k, v in attrs.items()}
+        attrs = {k: _plain_attr(self.attr(k)) for k in self.h5.attrs.keys()}
         datasets: dict[str, dict] = {}
 
         def visit(name, obj):
@@ -283,8 +343,36 @@ class Artifact:
 
 def _str(value) -> str:
     if isinstance(value, (bytes, np.bytes_)):
-        return value.decode()
+        return value.decode(errors="replace")
     return str(value)
+
+
+def _plain_attr(value):
+    """An HDF5 attribute as a JSON/YAML-friendly value (arrays, e.g. a graph's shape, as lists)."""
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _schema_version(value, label: str) -> int:
+    """The root `schema_version` attribute as an int, or BadInput when it is not one."""
+    try:
+        if isinstance(value, (bytes, np.bytes_, str)) or np.ndim(value) != 0:
+            raise ValueError(value)
+        number = float(value)
+        if number != int(number) or number < 1:
+            raise ValueError(value)
+        return int(number)
+    except (TypeError, ValueError, OverflowError):
+        raise BadInput(f"{label} has schema_version {_str(value)!r}, which is not a positive integer "
+                       "(corrupt or not a ccli artifact).") from None
 
 
 def open_artifact(path: str | os.PathLike, kind: str | Sequence[str] | None = None, *, what: str = "") -> Artifact:
@@ -307,13 +395,13 @@ def open_artifact(path: str | os.PathLike, kind: str | Sequence[str] | None = No
         raise BadInput(f"{label} is empty.")
     try:
         h5 = h5py.File(path, "r")
-    except OSError as exc:
+    except (OSError, RuntimeError, ValueError) as exc:
         raise BadInput(f"{label} is not a readable HDF5 file (truncated or corrupt).") from exc
     try:
         if "kind" not in h5.attrs or "schema_version" not in h5.attrs:
             raise BadInput(f"{label} is an HDF5 file but not a ccli artifact (it has no 'kind' attribute).")
         found = _str(h5.attrs["kind"])
-        version = int(h5.attrs["schema_version"])
+        version = _schema_version(h5.attrs["schema_version"], label)
         if found not in KINDS:
             raise BadInput(f"{label} has unknown kind '{found}'.")
         if version > SCHEMA_VERSION:
@@ -327,10 +415,27 @@ def open_artifact(path: str | os.PathLike, kind: str | Sequence[str] | None = No
         missing = [name for name in required if name not in h5]
         if missing:
             raise BadInput(f"{label} is a {found} artifact missing its '{missing[0]}' dataset (corrupt or incomplete).")
+        check_row_counts(h5, found, label)
         return Artifact(path, h5)
     except BaseException:
         h5.close()
         raise
+
+
+def check_row_counts(h5, kind: str, label: str) -> None:
+    """BadInput when the sample-axis datasets of an artifact disagree on N (a cheap shape check)."""
+    from ccli.store.schema import ROW_ALIGNED
+
+    lengths = {}
+    for name in ROW_ALIGNED[kind]:
+        obj = h5.get(name)
+        if obj is not None and hasattr(obj, "shape"):
+            if len(obj.shape) == 0:
+                raise BadInput(f"{label}: dataset '{name}' is a scalar, but it must hold one row per sample.")
+            lengths[name] = obj.shape[0]
+    if len(set(lengths.values())) > 1:
+        detail = ", ".join(f"'{n}' {v:,}" for n, v in lengths.items())
+        raise BadInput(f"{label} is inconsistent: its datasets disagree on the number of samples ({detail}).")
 
 
 def is_valid_artifact(path: Path, kind: str, key: str | None = None) -> bool:

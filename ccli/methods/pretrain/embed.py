@@ -169,7 +169,7 @@ def embed(checkpoint, data_spec: Optional[str] = None, split: Optional[str] = No
               "split": split, "dtype": dtype, "image_size": model.image_size, "cutout": cutout,
               "view_flip_p": flip_p if stored else None}
     key = content_key("features", config, [f"checkpoint:{identity}", f"data:{dataset.fingerprint}"])
-    path = output_path(out, cache_root(cache_dir), "features", key)
+    path = output_path(out, cache_root(cache_dir), "features", key, force=force)
 
     def build(target: Path) -> None:
         from ccli.data.augment import strong_view, weak_view
