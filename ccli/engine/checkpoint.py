@@ -76,8 +76,10 @@ def load_checkpoint(path: str | os.PathLike, what: str = "checkpoint") -> dict[s
     from ccli.store.cache import check_zip
 
     damage = check_zip(path)  # every member's CRC-32: flipped bytes are caught here, not trusted
+    if damage and damage[0].startswith("not a"):
+        raise BadInput(f"{label} cannot be read (truncated or not a ccli checkpoint).")
     if damage:
-        raise BadInput(f"{label} is damaged or not a ccli checkpoint ({damage[0]}).")
+        raise BadInput(f"{label} is damaged: {damage[0]}.")
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except (MemoryError, KeyboardInterrupt):

@@ -91,8 +91,9 @@ def _resolve_neighbors(
         n = ft.shape("features")[0]
     if k >= n:
         raise BadInput(f"--knn {k} is not smaller than the number of points in {input_path} (N={n}).")
-    log.info(f"{input_path} is a features artifact: computing its {k} nearest neighbours first.")
-    return compute_neighbors(input_path, NeighborsConfig(k=k), cache_dir=cache_dir, device=device).path
+    path = compute_neighbors(input_path, NeighborsConfig(k=k), cache_dir=cache_dir, device=device).path
+    log.info(f"{input_path} is a features artifact: its {k} nearest neighbours are {path}.")
+    return path
 
 
 def build_knn_graph(

@@ -146,6 +146,7 @@ def embed(checkpoint, data_spec: Optional[str] = None, split: Optional[str] = No
     if dtype not in ("float32", "float16"):
         raise BadInput(f"--dtype {dtype} must be float32 or float16.")
     view_names = parse_views(views)
+    cache_root(cache_dir)  # a --cache-dir that is a file is refused before the checkpoint is read
     model = load_pretrained(checkpoint)
     if layer == "projector" and model.projector is None:
         raise BadInput(f"checkpoint {checkpoint} has no projector; use --layer backbone.")
