@@ -174,6 +174,7 @@ class ArtifactWriter:
         root["created"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
         for name, value in self.attrs.items():
             root[name] = value
+        root[ATTRS_CHECKSUM] = attrs_digest(self._h5)
 
     # -- datasets --------------------------------------------------------------------------
     def write(self, name: str, array, **h5_options) -> None:
@@ -212,6 +213,33 @@ class ArtifactWriter:
         target = self._h5[name] if name in self._h5 else self._h5.require_group(name)
         for key, value in attrs.items():
             target.attrs[key] = value
+
+
+# Root attribute holding a digest of every attribute in the file (root, groups, datasets:
+# kind, key, config, shapes, the datasets' checksums…), so a flipped byte in the metadata a
+# reader trusts is caught like one in the data.
+ATTRS_CHECKSUM = "attrs_checksum"
+
+
+def attrs_digest(h5) -> str:
+    """BLAKE2b over every attribute of every object, in a fixed order (ATTRS_CHECKSUM excluded)."""
+    import h5py
+
+    h = _new_hasher()
+    objects = [("/", h5)]
+    h5.visititems(lambda name, obj: objects.append((name, obj)))
+    for name, obj in sorted(objects, key=lambda item: item[0]):
+        kind = "d" if isinstance(obj, h5py.Dataset) else "g"
+        h.update(f"{kind}:{name}\0".encode())
+        if kind == "d":
+            h.update(f"{obj.shape}|{obj.dtype.str}\0".encode())
+        for key in sorted(obj.attrs.keys()):
+            if name == "/" and key == ATTRS_CHECKSUM:
+                continue
+            value = obj.attrs[key]
+            data = value.tobytes() if isinstance(value, np.ndarray) else repr(value).encode()
+            h.update(key.encode() + b"=" + data + b"\0")
+    return "blake2b:" + h.hexdigest()
 
 
 def _chunking(shape: tuple[int, ...], dtype: np.dtype) -> dict[str, Any]:
@@ -416,7 +444,17 @@ def open_artifact(path: str | os.PathLike, kind: str | Sequence[str] | None = No
         if missing:
             raise BadInput(f"{label} is a {found} artifact missing its '{missing[0]}' dataset (corrupt or incomplete).")
         check_row_counts(h5, found, label)
+        digest = attrs_digest(h5)  # reads every attribute: unreadable metadata fails here
+        stored = h5.attrs.get(ATTRS_CHECKSUM)
+        if stored is not None and _str(stored) != digest:
+            raise BadInput(f"{label} is damaged: its attributes do not match their checksum.")
         return Artifact(path, h5)
+    except BadInput:
+        h5.close()
+        raise
+    except Exception as exc:  # noqa: BLE001 - damaged metadata fails in h5py in many ways
+        h5.close()
+        raise BadInput(f"{label} is damaged: its metadata cannot be read ({_first_line(exc)}).") from exc
     except BaseException:
         h5.close()
         raise
@@ -459,31 +497,42 @@ def verify_artifact(path: Path) -> list[str]:
         art = open_artifact(path)
     except BadInput as exc:
         return [str(exc)]
-    with art:
-        lengths = {}
-        for name in ROW_ALIGNED[art.kind]:
-            if name in art.h5:
-                lengths[name] = art.h5[name].shape[0]
-        if len(set(lengths.values())) > 1:
-            problems.append(f"row counts disagree: {lengths}")
-        for name in _all_datasets(art.h5):
-            dset = art.h5[name]
-            stored = _str(dset.attrs.get("checksum", ""))
-            if not stored:
-                problems.append(f"dataset '{name}' has no checksum")
-                continue
-            try:
-                actual = _hash_dataset(dset)
-            except (OSError, RuntimeError) as exc:
-                problems.append(f"dataset '{name}' cannot be read ({exc})")
-                continue
-            if actual != stored:
-                problems.append(f"dataset '{name}' checksum mismatch (stored {stored}, actual {actual})")
-        if art.kind == "graph" and "indptr" in art.h5:
-            indptr = art.h5["indptr"]
-            if indptr.shape[0] and int(indptr[-1]) != art.h5["indices"].shape[0]:
-                problems.append("graph indptr[-1] does not match the number of stored entries")
+    try:
+        with art:
+            _verify_open(art, problems)
+    except Exception as exc:  # noqa: BLE001 - damaged metadata can fail anywhere in h5py
+        problems.append(f"cannot be read ({type(exc).__name__}: {_first_line(exc)})")
     return problems
+
+
+def _verify_open(art: "Artifact", problems: list[str]) -> None:
+    from ccli.store.schema import ROW_ALIGNED
+
+    lengths = {}
+    for name in ROW_ALIGNED[art.kind]:
+        if name in art.h5:
+            lengths[name] = art.h5[name].shape[0]
+    if len(set(lengths.values())) > 1:
+        problems.append(f"row counts disagree: {lengths}")
+    for name in _all_datasets(art.h5):
+        dset = art.h5[name]
+        stored = _str(dset.attrs.get("checksum", ""))
+        if not stored:
+            problems.append(f"dataset '{name}' has no checksum")
+            continue
+        try:
+            actual = _hash_dataset(dset)
+        except (OSError, RuntimeError) as exc:
+            problems.append(f"dataset '{name}' cannot be read ({exc})")
+            continue
+        if actual != stored:
+            problems.append(f"dataset '{name}' checksum mismatch (stored {stored}, actual {actual})")
+    if art.kind == "graph" and "indptr" in art.h5:
+        indptr = art.h5["indptr"]
+        if indptr.shape[0] and int(indptr[-1]) != art.h5["indices"].shape[0]:
+            problems.append("graph indptr[-1] does not match the number of stored entries")
+
+
 
 
 def _all_datasets(h5) -> list[str]:
