@@ -109,7 +109,10 @@ class ArtifactWriter:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             ensure_space(self.path, 0)
-            self._h5 = h5py.File(self._tmp, "w")
+            # No chunk cache: every write reaches the file at once, so a full disk fails that
+            # write (caught below) instead of a later cache flush inside h5py's deallocator,
+            # which crashes the interpreter (exit 139).
+            self._h5 = h5py.File(self._tmp, "w", rdcc_nbytes=0)
         except OSError as exc:
             raise write_error(self.path, exc) from exc
         return self
@@ -138,6 +141,10 @@ class ArtifactWriter:
     def _abandon(self) -> None:
         """Close the HDF5 handle (ignoring errors of a full disk) and remove the temp file."""
         if self._h5 is not None:
+            try:
+                os.truncate(self._tmp, 0)  # free the space first, so closing can flush its metadata
+            except OSError:
+                pass
             try:
                 self._h5.close()
             except Exception:  # noqa: BLE001 - the handle is being discarded

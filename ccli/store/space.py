@@ -15,8 +15,8 @@ from pathlib import Path
 
 from ccli.errors import CcliError
 
-# Slack kept free beyond a write's own size: HDF5 metadata, chunk indexes, the fsync'd rename.
-MARGIN_BYTES = 1 * 2**20
+# Slack kept free beyond a write's own size (HDF5 metadata, chunk indexes): a fixed part plus 1%.
+MARGIN_BYTES = 64 * 2**10
 
 
 def human(size: float) -> str:
@@ -50,7 +50,7 @@ def ensure_space(path: str | os.PathLike, nbytes: int, already: str | os.PathLik
             written = os.stat(already).st_size
         except OSError:
             written = 0
-    needed = max(0, int(nbytes) - written) + MARGIN_BYTES
+    needed = max(0, int(nbytes) - written) + MARGIN_BYTES + int(nbytes) // 100
     if free < needed:
         raise CcliError(f"no space left on device for {path}: it needs about {human(needed)} and "
                         f"{path.parent} has {human(free)} free.")
