@@ -280,3 +280,32 @@ def test_inconsistent_lengths_are_refused_before_any_output(tmp_path, capsys):
     assert code == 2 and "disagree" in err and "'index' 118" in err, err
     assert not (tmp_path / "nb.h5").exists()
     assert os.listdir(tmp_path) == ["f.h5"]
+
+
+@pytest.mark.parametrize("kind", ["features", "neighbors", "graph"])
+def test_one_overwrite_rule_for_every_command(kind, artifacts, tmp_path):
+    """An existing --out of another kind or key (or not an artifact) is refused unless --force;
+    the same kind and key is the same result. embed, neighbors and graph all go through output_path."""
+    from ccli.errors import BadInput
+    from ccli.store import open_artifact, output_path
+
+    _, paths = artifacts
+    root = tmp_path / "cache"
+    for other in ("features", "neighbors", "graph", "predictions"):
+        target = tmp_path / f"{other}.h5"
+        shutil.copyfile(paths[other], target)
+        with open_artifact(target) as art:
+            key = art.key
+        if other == kind:
+            assert output_path(target, root, kind, key) == target  # same result: allowed
+            with pytest.raises(BadInput, match="of other inputs or settings"):
+                output_path(target, root, kind, "0" * 24)
+        else:
+            with pytest.raises(BadInput, match=f"already holds a {other} artifact"):
+                output_path(target, root, kind, key)
+        assert output_path(target, root, kind, "0" * 24, force=True) == target
+    notes = tmp_path / "notes.txt"
+    notes.write_text("mine")
+    with pytest.raises(BadInput, match="is not a ccli artifact"):
+        output_path(notes, root, kind, "0" * 24)
+    assert notes.read_text() == "mine"
