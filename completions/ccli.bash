@@ -4,18 +4,20 @@ _ccli() {
     local path="ccli" i
     for ((i = 1; i < COMP_CWORD; i++)); do
         case "$path ${COMP_WORDS[i]}" in
-            "ccli pretrain"|"ccli embed"|"ccli neighbors"|"ccli graph"|"ccli train"|"ccli eval"|"ccli report"|"ccli completions"|"ccli data"|"ccli data ls"|"ccli data info"|"ccli cache"|"ccli cache ls"|"ccli cache info"|"ccli cache verify"|"ccli cache gc") path="$path ${COMP_WORDS[i]}" ;;
+            "ccli import"|"ccli pretrain"|"ccli embed"|"ccli neighbors"|"ccli graph"|"ccli train"|"ccli eval"|"ccli export"|"ccli report"|"ccli completions"|"ccli data"|"ccli data ls"|"ccli data info"|"ccli cache"|"ccli cache ls"|"ccli cache info"|"ccli cache verify"|"ccli cache gc") path="$path ${COMP_WORDS[i]}" ;;
         esac
     done
     local words="" value_options=""
     case "$path" in
-        "ccli") words="pretrain embed neighbors graph train eval report completions data cache --version --debug -h --help"; value_options="" ;;
+        "ccli") words="import pretrain embed neighbors graph train eval export report completions data cache --version --debug -h --help"; value_options="" ;;
+        "ccli import") words="--labels -l --names --ids --dtype -o --out --cache-dir --force --json -q --quiet -v --verbose -h --help"; value_options="--labels -l --names --ids --dtype -o --out --cache-dir" ;;
         "ccli pretrain") words="--data --split --method -m --backbone --epochs --batch-size --multi-crop --preset --set --device --seed --augment-on --compile -o --out --cache-dir --force --json -q --quiet -v --verbose -h --help"; value_options="--data --split --method -m --backbone --epochs --batch-size --multi-crop --preset --set --device --seed --augment-on -o --out --cache-dir" ;;
         "ccli embed") words="--data --split --layer --views --draws --batch-size --dtype --device --seed -o --out --cache-dir --force --json -q --quiet -v --verbose -h --help"; value_options="--data --split --layer --views --draws --batch-size --dtype --device --seed -o --out --cache-dir" ;;
         "ccli neighbors") words="-k --k --metric --backend --index --nlist --nprobe --hnsw-m --ef-construction --ef-search --include-self --exclude-self --multi-view --single-view --clusters -C --filter-head --filter-score --strong-mode --strong-draws --mult1 --mult2 --block-rows --seed --device --preset --set --cache-dir -o --out --force --json -q --quiet -v --verbose -h --help"; value_options="-k --k --metric --backend --index --nlist --nprobe --hnsw-m --ef-construction --ef-search --clusters -C --filter-head --filter-score --strong-mode --strong-draws --mult1 --mult2 --block-rows --seed --device --preset --set --cache-dir -o --out" ;;
         "ccli graph") words="--knn --self-expressive --neighbors --features --num-pos --se-mode --lam --chunk-size --se-topk --affinity --se-diagonal --c-norm --se-steps --se-lr --normalize --no-normalize --seed --device --cache-dir -o --out --force --json -q --quiet -v --verbose -h --help"; value_options="--knn --neighbors --features --num-pos --se-mode --lam --chunk-size --se-topk --affinity --se-diagonal --c-norm --se-steps --se-lr --seed --device --cache-dir -o --out" ;;
-        "ccli train") words="--method -m --list --data --split --checkpoint --features --neighbors --graph --k --num-clusters --preset --set --device --seed --epochs --batch-size -o --out --cache-dir --force --json -q --quiet -v --verbose -h --help"; value_options="--method -m --data --split --checkpoint --features --neighbors --graph --k --num-clusters --preset --set --device --seed --epochs --batch-size -o --out --cache-dir" ;;
-        "ccli eval") words="--labels -l --pairwise --json -q --quiet -v --verbose -h --help"; value_options="--labels -l" ;;
+        "ccli train") words="--method -m --list --data --split --checkpoint --features --neighbors --graph -k --k --num-clusters --preset --set --device --seed --epochs --batch-size -o --out --cache-dir --force --json -q --quiet -v --verbose -h --help"; value_options="--method -m --data --split --checkpoint --features --neighbors --graph -k --k --num-clusters --preset --set --device --seed --epochs --batch-size -o --out --cache-dir" ;;
+        "ccli eval") words="--labels -l --features --match --pairwise --cache-dir --json -q --quiet -v --verbose -h --help"; value_options="--labels -l --features --match --cache-dir" ;;
+        "ccli export") words="-o --out --format -q --quiet -h --help"; value_options="-o --out --format" ;;
         "ccli report") words="-o --out --title --json -q --quiet -h --help"; value_options="-o --out --title" ;;
         "ccli completions") words="-h --help"; value_options="" ;;
         "ccli data") words="ls info -h --help"; value_options="" ;;

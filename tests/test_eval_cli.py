@@ -186,11 +186,16 @@ def test_wrong_kind_newer_schema_and_corrupt_hdf5(cli, labelled, tmp_path):
     assert_bad_input(cli("eval", tmp / "plain.h5"), "plain.h5", "not a ccli artifact")
 
 
-def test_artifact_without_labels_asks_for_them(cli, tmp_path):
+def test_artifact_without_labels_reports_cluster_sizes_and_asks_for_labels(cli, tmp_path):
+    # Issue 14: an unlabelled run still says something (cluster sizes), and points at --labels.
     write_predictions(tmp_path / "pred.h5", np.array([0, 1, 1]))
-    assert_bad_input(cli("eval", tmp_path / "pred.h5"), "pred.h5", "--labels")
     write_predictions(tmp_path / "nolab.h5", np.array([0, 1, 1]), targets=np.array([-1, -1, -1]))
-    assert_bad_input(cli("eval", tmp_path / "nolab.h5"), "--labels")
+    for name in ("pred.h5", "nolab.h5"):
+        result = cli("eval", tmp_path / name, "--json")
+        assert result.code == 0, result.err
+        payload = json.loads(result.out)
+        assert payload["cluster_sizes"] == {"0": 1, "1": 2} and payload["labels"] is None and "acc" not in payload
+        assert "--labels" in result.err
 
 
 def test_unsupported_extension_and_multi_column_text(cli, labelled):

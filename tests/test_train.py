@@ -199,7 +199,9 @@ def test_tiny_run_writes_a_consistent_run_folder(cli, tmp_path, method):
     assert (run["labels"] == run["probs"].argmax(1)).all()
     assert (run["index"] == np.arange(1797)).all() and run["targets"].min() == 0
     scores = json.loads((out / "scores.json").read_text())
-    assert scores == json.loads(json.dumps(clustering_scores(run["targets"], run["labels"])))
+    expected = json.loads(json.dumps(clustering_scores(run["targets"], run["labels"])))
+    assert {key: scores[key] for key in expected} == expected  # plus mapping, cluster sizes (issue 14)
+    assert sum(scores["cluster_sizes"].values()) == 1797
     lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [line["epoch"] for line in lines[:-1]] == [1, 2]
     assert all("instance" in line and "cluster" in line for line in lines[:-1])

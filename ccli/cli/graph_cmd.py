@@ -75,6 +75,11 @@ def graph_command(
 
     if (knn is None) == (not self_expressive):
         raise BadInput("give exactly one of --knn K and --self-expressive.")
+    from ccli.store.imports import ensure_features
+
+    # A .npy/.npz/.csv of features is imported first (cached under its content key).
+    input_path = ensure_features(input_path, "INPUT", cache_dir)
+    features = ensure_features(features, "--features", cache_dir)
     if knn is not None:
         result = build_knn_graph(
             input_path,

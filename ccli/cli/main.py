@@ -20,12 +20,14 @@ from ccli.errors import CcliError
 # Order here is the order in `ccli --help`: the pipeline's order.
 COMMAND_MODULES = (
     "ccli.cli.data_cmd",
+    "ccli.cli.import_cmd",
     "ccli.cli.pretrain_cmd",
     "ccli.cli.embed_cmd",
     "ccli.cli.neighbors_cmd",
     "ccli.cli.graph_cmd",
     "ccli.cli.train_cmd",
     "ccli.cli.eval_cmd",
+    "ccli.cli.export_cmd",
     "ccli.cli.report_cmd",
     "ccli.cli.cache_cmd",
     "ccli.cli.completions_cmd",

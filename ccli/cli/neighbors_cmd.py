@@ -39,7 +39,7 @@ def register(app: typer.Typer) -> None:
 
 
 def neighbors_command(
-    features: Annotated[Path, typer.Argument(help="Features artifact (.h5) from `ccli embed`.")],
+    features: Annotated[Path, typer.Argument(help="Features artifact (.h5) from `ccli embed`, or a .npy/.npz/.csv of features (imported on the fly).")],
     k: Annotated[Optional[int], typer.Option("-k", "--k", help="Neighbours per point (q for --multi-view). [default: 20]")] = None,
     metric: Annotated[Optional[str], typer.Option("--metric", help="cosine or l2. [default: cosine]")] = None,
     backend: Annotated[Optional[str], typer.Option("--backend", help="auto, faiss or torch. [default: auto]")] = None,
@@ -101,6 +101,9 @@ def neighbors_command(
     }
     # Defaults ← preset ← --set ← explicit options: an option typed on the line wins.
     cfg = resolve_config(NeighborsConfig, "neighbors", preset, sets or (), options)
+    from ccli.store.imports import ensure_features
+
+    features = ensure_features(features, "FEATURES", cache_dir)  # a .npy/.npz/.csv is imported first
     result = compute_neighbors(
         features, cfg, out=out, cache_dir=cache_dir, force=force, device=device, block_rows=block_rows
     )

@@ -46,11 +46,11 @@ def train_command(
     data: Annotated[Optional[str], typer.Option("--data", help="Dataset spec, e.g. digits, fashion-mnist:DIR.")] = None,
     split: SplitOpt = "all",
     checkpoint: _path_option("--checkpoint", "Checkpoint to start the backbone from (ccli pretrain).") = None,
-    features: _path_option("--features", "Features artifact (ccli embed).") = None,
+    features: _path_option("--features", "Features artifact (ccli embed or ccli import), or a .npy/.npz/.csv of features.") = None,
     neighbors: _path_option("--neighbors", "Neighbours artifact (ccli neighbors).") = None,
     graph: _path_option("--graph", "Graph artifact (ccli graph).") = None,
     num_clusters: Annotated[
-        Optional[int], typer.Option("--k", "--num-clusters", help="Number of clusters [default: the dataset's classes].")
+        Optional[int], typer.Option("-k", "--k", "--num-clusters", help="Number of clusters [default: the dataset's classes].")
     ] = None,
     preset: PresetOpt = None,
     sets: SetOpt = None,
@@ -87,6 +87,9 @@ def train_command(
                              neighbors=neighbors, graph=graph)
     # Input kinds are checked before the method's module (and torch) is imported.
     registry.check_inputs(info, inputs.given())
+    from ccli.store.imports import ensure_features
+
+    inputs.features = ensure_features(features, "--features", cache_dir)  # a .npy/.npz/.csv is imported first
     module = registry.load(info)
     config = registry.resolve_method_config(
         module, method, preset, sets or (),
@@ -122,6 +125,11 @@ def _print_scores(method: str, scores: dict) -> None:
 
     from ccli import log
 
+    sizes = scores.get("cluster_sizes")
+    if sizes:
+        log.info(f"{method}: {len(sizes)} clusters, sizes " + ", ".join(f"{k}:{v:,}" for k, v in sizes.items()))
+    if "acc" not in scores:
+        return
     table = Table(title=f"{method}: final scores", title_justify="left")
     for name in ("N", "clusters", "ACC", "NMI", "ARI", "P", "R", "F"):
         table.add_column(name, justify="right")

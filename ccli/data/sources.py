@@ -97,6 +97,12 @@ class ImageDataset:
     split: str
     num_classes: int | None
     fingerprint: str
+    # Per-sample ids: file paths relative to the dataset folder for image folders, else None
+    # (the row index is the id). Exported beside each prediction.
+    ids: list[str] | None = field(default=None, repr=False)
+
+    def sample_ids(self) -> list[str]:
+        return list(self.ids) if self.ids is not None else [str(i) for i in range(len(self))]
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -184,6 +190,7 @@ class _Plan:
     read: Callable[[Progress | None, int | None], _Loaded]
     num_classes: int | None
     image_size: int | None = None  # the effective target size (a kind's default applied)
+    ids: list[str] | None = None  # per-sample ids (relative file paths) when the source has them
 
 
 def _require_dir(path: str, spec: str) -> Path:
@@ -390,7 +397,8 @@ def _images_plan(root, files, labels, class_names, num_classes, size, spec):
     def read(progress, workers):
         return read_image_files(files, size, spec, progress, workers), labels, class_names
 
-    return _Plan(root, list(files), read, num_classes, size)
+    ids = [Path(f).relative_to(root).as_posix() if Path(f).is_relative_to(root) else Path(f).name for f in files]
+    return _Plan(root, list(files), read, num_classes, size, ids)
 
 
 def _plan_imagenet_subset(synsets: Mapping[str, str]):
@@ -688,4 +696,5 @@ def load_dataset(
         split=split,
         num_classes=num_classes,
         fingerprint=fingerprint,
+        ids=list(plan.ids) if plan.ids is not None and len(plan.ids) == len(labels) else None,
     )

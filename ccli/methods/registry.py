@@ -174,6 +174,8 @@ class Inputs:
     num_classes: int | None = None
     targets: np.ndarray | None = None  # int64 [N], -1 = unknown
     index: np.ndarray | None = None  # int64 [N], row ids written to predictions.index
+    ids: list[str] | None = None  # per-sample ids (file paths for folder: data), written to predictions.ids
+    class_names: list[str] | None = None  # label i is class_names[i], written to predictions
     keys: list[str] = field(default_factory=list)  # upstream identities for the run's content key
 
     def given(self) -> dict[str, Any]:
@@ -193,22 +195,27 @@ def resolve_inputs(inputs: Inputs) -> Inputs:
         inputs.num_classes = ds.num_classes
         inputs.targets = ds.labels
         inputs.index = np.arange(len(ds), dtype=np.int64)
+        inputs.ids, inputs.class_names = ds.ids, ds.class_names
         inputs.keys.append(f"data:{ds.fingerprint}")
     features_key = None
     if inputs.features is not None:
         from ccli.store import open_artifact
+        from ccli.store.sample_ids import IDS, decode_ids, read_class_names
 
         with open_artifact(inputs.features, "features", what="--features") as art:
             n = art.shape("features")[0]
             labels = art.read("labels").astype(np.int64)
             index = art.read("index").astype(np.int64)
             features_key = art.key
+            feature_ids = decode_ids(art.read(IDS)) if IDS in art else None
+            feature_names = read_class_names(art)
         if inputs.dataset is not None:
             _check_rows("--features", inputs.features, n, inputs)
         else:
             inputs.num_samples = n
             inputs.targets = labels
             inputs.index = index
+            inputs.ids, inputs.class_names = feature_ids, feature_names
             known = labels[labels >= 0]
             inputs.num_classes = int(len(np.unique(known))) if known.size else None
         inputs.keys.append(f"features:{features_key}")
@@ -398,8 +405,11 @@ def train(method: str, inputs: Inputs, config: Any, *, out: Path | None = None, 
         final = {"final": True, **prediction.summary, **({k_: v for k_, v in scores.items()} if scores else {})}
         with open(ctx.metrics_path, "a") as fh:
             fh.write(json.dumps(final, default=json_default) + "\n")
-        if scores is not None:
-            (run_dir / "scores.json").write_text(json.dumps(scores, indent=2, default=json_default) + "\n")
+        # Always written (cluster sizes at least), so an unlabelled run says something too.
+        from ccli.metrics.evaluation import run_scores
+
+        scores = run_scores(inputs.targets, prediction.labels, inputs.class_names)
+        (run_dir / "scores.json").write_text(json.dumps(scores, indent=2, default=json_default) + "\n")
     return RunResult(run_dir, predictions, scores)
 
 
@@ -438,6 +448,7 @@ def _write_config(path: Path, method: str, config: Any, k: int, inputs: Inputs, 
 def _write_predictions(path: Path, method: str, config: Any, k: int, inputs: Inputs, key: str,
                        prediction: Prediction) -> None:
     from ccli.store import ArtifactWriter
+    from ccli.store.sample_ids import write_sample_ids
 
     n = inputs.num_samples
     labels = np.asarray(prediction.labels, dtype=np.int64)
@@ -451,3 +462,5 @@ def _write_predictions(path: Path, method: str, config: Any, k: int, inputs: Inp
             writer.write("probs", np.asarray(prediction.probs, dtype=np.float32))
         if inputs.targets is not None:
             writer.write("targets", np.asarray(inputs.targets, dtype=np.int64))
+        write_sample_ids(writer, inputs.ids if inputs.ids is not None and len(inputs.ids) == n else None,
+                         inputs.class_names)

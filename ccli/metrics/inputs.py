@@ -135,3 +135,208 @@ def read_labels(path: Path) -> np.ndarray:
             raise BadInput(f"{label} carries no known labels (all are -1).")
         return values
     return read_label_file(path, "--labels")
+
+
+# ------------------------------------------------------------------------------------------
+# Labels as users have them: id,label tables, class names, -1 = unknown
+# ------------------------------------------------------------------------------------------
+from dataclasses import dataclass  # noqa: E402
+
+ID_HEADERS = {"id", "ids", "filename", "file", "path", "name", "image", "sample", "fname"}
+LABEL_HEADERS = {"label", "labels", "class", "class_name", "target", "y", "truth", "category"}
+UNKNOWN = {"", "-1", "unknown", "?"}
+
+
+@dataclass
+class LabelTable:
+    """Labels as read from a file: optional ids (for joining) and raw values (ints or strings)."""
+
+    ids: list[str] | None
+    values: np.ndarray
+
+
+def read_lines(path: Path, option: str) -> list[str]:
+    label = f"{option} {path}".strip()
+    _check_file(path, label)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadInput(f"{label} is not UTF-8 text ({exc.reason}).") from exc
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def parse_names(value: str | None) -> list[str] | None:
+    """--names: a text file of one class name per line, or a comma-separated list."""
+    if value is None:
+        return None
+    path = Path(value).expanduser()
+    if path.is_file():
+        names = read_lines(path, "--names")
+    else:
+        names = [n.strip() for n in value.split(",")]
+    if not names or any(not n for n in names):
+        raise BadInput(f"--names {value} must list class names: a file with one per line, or a,b,c.")
+    if len(set(names)) != len(names):
+        raise BadInput(f"--names {value} lists a class name twice.")
+    return names
+
+
+def read_label_table(path: Path, option: str) -> LabelTable:
+    """One label per row (.npy/.txt/.csv), or a two-column id,label CSV; a header row is optional."""
+    import csv
+
+    label = f"{option} {path}".strip()
+    _check_file(path, label)
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        try:
+            values = np.load(path, allow_pickle=False)
+        except (ValueError, OSError, EOFError) as exc:
+            raise BadInput(f"{label} is not a readable .npy file of labels ({exc}).") from exc
+        if values.ndim == 2 and values.shape[1] == 1:
+            values = values[:, 0]
+        if values.ndim != 1:
+            raise BadInput(f"{label} has shape {values.shape}; labels must be a 1-D vector.")
+        return LabelTable(None, values)
+    if suffix not in TEXT_SUFFIXES:
+        raise BadInput(f"{label} has an unsupported extension '{path.suffix}' (use .npy, .txt, .csv or .tsv).")
+    delimiter = "\t" if suffix == ".tsv" else ","
+    try:
+        with open(path, encoding="utf-8", newline="") as fh:
+            rows = [[c.strip() for c in row] for row in csv.reader(fh, delimiter=delimiter) if any(c.strip() for c in row)]
+    except UnicodeDecodeError as exc:
+        raise BadInput(f"{label} is not UTF-8 text ({exc.reason}).") from exc
+    if suffix == ".txt" and rows and all(len(r) == 1 for r in rows[:5]):
+        rows = [r[0].split() for r in rows]
+    if not rows:
+        raise BadInput(f"{label} is empty.")
+    width = len(rows[0])
+    if width > 2:
+        raise BadInput(f"{label} has {width} columns; give one label per line, or two columns id,label.")
+    head = [c.lower() for c in rows[0]]
+    if (width == 1 and head[0] in LABEL_HEADERS) or (width == 2 and (head[0] in ID_HEADERS or head[1] in LABEL_HEADERS)):
+        rows = rows[1:]
+    bad = next((i for i, r in enumerate(rows) if len(r) != width), None)
+    if bad is not None:
+        raise BadInput(f"{label} row {bad + 1} has {len(rows[bad])} columns, expected {width}.")
+    if not rows:
+        raise BadInput(f"{label} has a header but no labels.")
+    if width == 1:
+        return LabelTable(None, np.array([r[0] for r in rows], dtype=object))
+    return LabelTable([r[0] for r in rows], np.array([r[1] for r in rows], dtype=object))
+
+
+def _encode(values: np.ndarray, names: list[str] | None, label: str) -> tuple[np.ndarray, list[str] | None]:
+    """Raw label values → int64 codes (-1 = unknown) and class names (when the values were names)."""
+    values = np.asarray(values)
+    if values.dtype.kind not in "iubf":
+        text = [(v.decode() if isinstance(v, bytes) else str(v)).strip() for v in values.tolist()]
+        known = [t for t in text if t.lower() not in UNKNOWN]
+        try:
+            numbers = np.array([-1.0 if t.lower() in UNKNOWN else float(t) for t in text], dtype=np.float64)
+        except ValueError:
+            numbers = None
+        if numbers is None:
+            # Class names: the given --names fix their order, else sorted order does.
+            classes = list(names) if names is not None else sorted(set(known))
+            lookup = {c: i for i, c in enumerate(classes)}
+            missing = sorted(set(known) - set(lookup))
+            if missing:
+                raise BadInput(f"{label} has class names not in --names ({', '.join(missing[:3])}).")
+            return np.array([lookup.get(t, -1) for t in text], dtype=np.int64), classes
+        values = numbers
+    codes = _as_integer_labels(values, label)
+    if (codes < -1).any():
+        raise BadInput(f"{label} contains negative labels other than -1 (unknown), e.g. {int(codes[codes < -1][0])}.")
+    if names is not None and codes.size and codes.max() >= len(names):
+        raise BadInput(f"{label} has labels up to {int(codes.max())} but only {len(names)} class names.")
+    return codes, names
+
+
+def align_labels(table: LabelTable, ids: list[str] | None, n: int, option: str, path: Path, *,
+                 names: list[str] | None = None, source: str = "the predictions") -> tuple[np.ndarray, list[str] | None]:
+    """Labels for the n samples (in their order): joined by id when the table has ids, else by row.
+
+    Samples the table does not mention get -1 (unknown); ids in the table that match no sample are
+    an error naming how many and the first few.
+    """
+    label = f"{option} {path}".strip()
+    codes, class_names = _encode(table.values, names, label)
+    if class_names is not None and len(class_names) > n:
+        raise BadInput(f"{label} names {len(class_names):,} classes but {source} has only {n:,} samples.")
+    if table.ids is None:
+        if len(codes) != n:
+            raise BadInput(f"{label} has {len(codes):,} labels but {source} has {n:,} samples.")
+        return codes, class_names
+    sample_ids = ids if ids is not None else [str(i) for i in range(n)]
+    row_of = _id_lookup(sample_ids)
+    out = np.full(n, -1, dtype=np.int64)
+    unmatched = []
+    for key, code in zip(table.ids, codes):
+        row = row_of(key)
+        if row is None:
+            unmatched.append(key)
+        else:
+            out[row] = code
+    if unmatched:
+        raise BadInput(f"{label} has {len(unmatched):,} id(s) that match no sample of {source} "
+                       f"(e.g. {', '.join(unmatched[:3])}; its ids look like {', '.join(sample_ids[:2])}).")
+    return out, class_names
+
+
+def _id_lookup(sample_ids: list[str]):
+    """id → row: exact, else by file name, else by file name without extension (when unique)."""
+    exact = {s: i for i, s in enumerate(sample_ids)}
+
+    def unique_map(keyfn):
+        seen: dict[str, int] = {}
+        dup: set[str] = set()
+        for i, s in enumerate(sample_ids):
+            k = keyfn(s)
+            if k in seen:
+                dup.add(k)
+            seen[k] = i
+        return {k: v for k, v in seen.items() if k not in dup}
+
+    by_name = by_stem = None
+
+    def find(key: str):
+        nonlocal by_name, by_stem
+        if key in exact:
+            return exact[key]
+        if by_name is None:
+            by_name = unique_map(lambda s: s.replace("\\", "/").rsplit("/", 1)[-1])
+            by_stem = unique_map(lambda s: s.replace("\\", "/").rsplit("/", 1)[-1].rsplit(".", 1)[0])
+        base = key.replace("\\", "/").rsplit("/", 1)[-1]
+        if base in by_name:
+            return by_name[base]
+        return by_stem.get(base) if "." not in base else None
+
+    return find
+
+
+@dataclass
+class PredictionsTable:
+    """A predictions artifact read whole: cluster labels, probabilities, true labels, ids, names."""
+
+    labels: np.ndarray
+    probs: np.ndarray | None
+    targets: np.ndarray | None
+    ids: list[str]
+    class_names: list[str] | None
+    path: Path
+
+
+def read_predictions_table(path: Path) -> PredictionsTable:
+    from ccli.store import open_artifact
+    from ccli.store.sample_ids import read_class_names, read_ids
+
+    with open_artifact(path, "predictions") as art:
+        labels = _as_integer_labels(art.read("labels"), f"{path} (labels)")
+        probs = art.read("probs").astype(np.float32) if "probs" in art else None
+        targets = art.read("targets").astype(np.int64) if "targets" in art else None
+        ids = read_ids(art)
+        names = read_class_names(art)
+    if len(ids) != len(labels):
+        raise BadInput(f"{path} is corrupt: {len(ids):,} ids for {len(labels):,} predictions.")
+    return PredictionsTable(labels, probs, targets, ids, names, Path(path))

@@ -288,7 +288,9 @@ class Artifact:
         attrs = h5.attrs
         self.kind = _str(attrs["kind"])
         self.schema_version = _schema_version(attrs["schema_version"], str(path))
-        self.key = _str(attrs.get("key", ""))
+        # A file made elsewhere may carry no key: it gets one from its content (see content_hash),
+        # so two different keyless inputs never share a cache entry downstream.
+        self._key = _str(attrs.get("key", ""))
         self.ccli_version = _str(attrs.get("ccli_version", ""))
         self.created = _str(attrs.get("created", ""))
         try:
@@ -296,6 +298,12 @@ class Artifact:
         except (json.JSONDecodeError, TypeError):
             self.inputs = []
         self._streams: dict[str, list] = {}  # dataset -> [next row, hasher] while read in order
+
+    @property
+    def key(self) -> str:
+        if not self._key:
+            self._key = content_hash(self.h5)
+        return self._key
 
     @property
     def config(self) -> dict:
@@ -376,6 +384,20 @@ class Artifact:
         self.close()
 
 
+def content_hash(h5) -> str:
+    """A key from what an artifact holds: every dataset's name, shape, dtype and bytes, in name order.
+
+    Used for files without a `key` attribute (written by hand or by another tool); read in row
+    blocks, so memory stays bounded whatever N is.
+    """
+    digest = hashlib.sha256(b"ccli-content-v1")
+    for name in sorted(_all_datasets(h5)):
+        dset = h5[name]
+        digest.update(f"\0{name}\0{tuple(dset.shape)}\0{dset.dtype.str}\0".encode())
+        digest.update(_hash_dataset(dset).encode())
+    return digest.hexdigest()[:24]
+
+
 def _str(value) -> str:
     if isinstance(value, (bytes, np.bytes_)):
         return value.decode(errors="replace")
@@ -431,10 +453,15 @@ def open_artifact(path: str | os.PathLike, kind: str | Sequence[str] | None = No
     try:
         h5 = h5py.File(path, "r")
     except (OSError, RuntimeError, ValueError) as exc:
-        raise BadInput(f"{label} is not a readable HDF5 file (truncated or corrupt).") from exc
+        raise BadInput(f"{label} is {_not_hdf5(path)}.") from exc
     try:
-        if "kind" not in h5.attrs or "schema_version" not in h5.attrs:
-            raise BadInput(f"{label} is an HDF5 file but not a ccli artifact (it has no 'kind' attribute).")
+        if "kind" not in h5.attrs:
+            datasets = ", ".join(sorted(h5.keys())[:5]) or "none"
+            raise BadInput(f"{label} is an HDF5 file but not a ccli artifact (no 'kind' attribute; datasets: "
+                           f"{datasets}); turn an array of features into one with `ccli import {path}`.")
+        if "schema_version" not in h5.attrs:
+            raise BadInput(f"{label} has kind '{_str(h5.attrs['kind'])}' but no 'schema_version' attribute; "
+                           "write schema_version=1 beside kind, or `ccli import` the arrays.")
         found = _str(h5.attrs["kind"])
         version = _schema_version(h5.attrs["schema_version"], label)
         if found not in KINDS:
@@ -481,6 +508,22 @@ def check_row_counts(h5, kind: str, label: str) -> None:
     if len(set(lengths.values())) > 1:
         detail = ", ".join(f"'{n}' {v:,}" for n, v in lengths.items())
         raise BadInput(f"{label} is inconsistent: its datasets disagree on the number of samples ({detail}).")
+
+
+def _not_hdf5(path: Path) -> str:
+    """What a file that h5py cannot open is, for the message: a NumPy array, a CSV, or a broken HDF5."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+    except OSError:
+        head = b""
+    if head.startswith(b"\x93NUMPY"):
+        return "a NumPy .npy array, not an HDF5 artifact; pass it where features are expected or `ccli import` it"
+    if head.startswith(b"PK"):
+        return "a zip (.npz) archive, not an HDF5 artifact; pass it where features are expected or `ccli import` it"
+    if head.startswith(b"\x89HDF"):
+        return "an HDF5 file that cannot be read (truncated or corrupt)"
+    return "not an HDF5 file (expected a ccli artifact; `ccli import` turns .npy/.npz/.csv features into one)"
 
 
 def is_valid_artifact(path: Path, kind: str, key: str | None = None) -> bool:

@@ -10,18 +10,18 @@ SCHEMA_VERSION = 1
 
 # kind -> (required datasets, optional datasets or groups)
 KINDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "features": (("features", "labels", "index"), ("views",)),
+    "features": (("features", "labels", "index"), ("views", "ids")),
     "neighbors": (("indices", "scores"), ("labels", "steps")),
     "graph": (("indptr", "indices", "data"), ("weights", "labels", "laplacian")),
-    "predictions": (("labels", "index"), ("probs", "targets")),
+    "predictions": (("labels", "index"), ("probs", "targets", "ids")),
 }
 
 # Datasets whose first axis is the sample axis; `verify` checks they agree on N.
 ROW_ALIGNED: dict[str, tuple[str, ...]] = {
-    "features": ("features", "labels", "index"),
+    "features": ("features", "labels", "index", "ids"),
     "neighbors": ("indices", "scores"),
     "graph": (),
-    "predictions": ("labels", "index", "probs", "targets"),
+    "predictions": ("labels", "index", "probs", "targets", "ids"),
 }
 
 ROOT_ATTRS = ("kind", "schema_version", "ccli_version", "key", "inputs", "config", "created")

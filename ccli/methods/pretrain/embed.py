@@ -188,6 +188,9 @@ def embed(checkpoint, data_spec: Optional[str] = None, split: Optional[str] = No
         with ArtifactWriter(target, "features", key, config, [identity, dataset.fingerprint], attrs) as writer:
             writer.write("labels", dataset.labels)
             writer.write("index", np.arange(n, dtype=np.int64))
+            from ccli.store.sample_ids import write_sample_ids
+
+            write_sample_ids(writer, dataset.ids, dataset.class_names)
             writer.create("features", (n, out_dim), dtype)
             for name, _, _ in stored:
                 writer.create(name, (n, out_dim), dtype)
