@@ -75,6 +75,8 @@ def world(tmp_path_factory):
     (inp / "notes.txt").write_text("not an artifact\n")
     (inp / "adir").mkdir()
     np.save(inp / "short.npy", labels[:-3])
+    np.save(inp / "feat.npy", x.astype(np.float32))
+    np.save(inp / "nanfeat.npy", nan.astype(np.float32))
     (inp / "bad.txt").write_text("1\n2\nthree\n")
     # One real cache entry, so the cache folder is not empty.
     compute_neighbors(p["F"], NeighborsConfig(k=3, backend="torch"), cache_dir=cache)
@@ -230,6 +232,19 @@ CASES = [
     ("data-info-path", "data info fashion-mnist:{INPUTS}/missing", "missing"),
     ("data-info-split", "data info digits --split bogus", "bogus"),
     ("data-info-image-size", "data info digits --image-size 0", "0"),
+    # -- import / export ----------------------------------------------------------------------
+    ("import-missing", "import {INPUTS}/missing.npy -o {OUT}", "missing.npy"),
+    ("import-garbage", "import {INPUTS}/garbage.h5 -o {OUT}", "garbage.h5"),
+    ("import-text", "import {INPUTS}/notes.txt -o {OUT}", "notes.txt"),
+    ("import-dtype", "import {INPUTS}/nanfeat.npy --dtype int8 -o {OUT}", "int8"),
+    ("import-nan", "import {INPUTS}/nanfeat.npy -o {OUT}", "NaN"),
+    ("import-labels-length", "import {INPUTS}/feat.npy --labels {INPUTS}/short.npy -o {OUT}", "short.npy"),
+    ("import-out-other-kind", "import {INPUTS}/feat.npy -o {G}", "graph artifact"),
+    ("import-cache-dir-file", "import {INPUTS}/feat.npy --cache-dir {INPUTS}/notes.txt", "--cache-dir"),
+    ("export-missing", "export {INPUTS}/missing.h5 -o {OUT}", "missing.h5"),
+    ("export-features", "export {F} -o {OUT}", "features artifact"),
+    ("export-garbage", "export {INPUTS}/garbage.h5 -o {OUT}", "garbage.h5"),
+    ("export-format", "export {P} --format xml -o {OUT}", "xml"),
     # -- completions and the root --------------------------------------------------------------
     ("completions-shell", "completions tcsh", "tcsh"),
     ("completions-no-shell", "completions", "shell"),
@@ -241,7 +256,8 @@ def test_the_catalogue_is_large_and_covers_every_subcommand():
     assert len(CASES) >= 80
     assert len({case[0] for case in CASES}) == len(CASES)
     commands = {line.split()[0] for _, line, _ in CASES}
-    for name in ("pretrain", "embed", "neighbors", "graph", "train", "eval", "report", "cache", "data", "completions"):
+    for name in ("pretrain", "embed", "neighbors", "graph", "train", "eval", "report", "cache", "data", "completions",
+                 "import", "export"):
         assert name in commands, name
 
 
