@@ -2,7 +2,8 @@
 
 Each command is first run uninterrupted in a reference cache. Then, in a second cache, it is
 started and SIGKILLed at random moments (uniform over 10–80 % of its reference duration; for pretrain
-and train one kill lands just after the first epoch's checkpoint, so the re-run resumes),
+and train one kill lands just after the first epoch's checkpoint, so the re-run resumes; the random
+kills run with --force, so none is a quick cache hit),
 and finally re-run to completion. Afterwards `ccli cache verify` passes, `ccli cache gc`
 leaves no temp or lock file anywhere under the cache, every re-run completed, and each
 command's final result is bit-identical to the uninterrupted one (CPU).
@@ -104,11 +105,14 @@ def test_kill_nine_at_random_points_loses_nothing_and_resumes_bit_identically(da
     runs = cache / "runs"
 
     def first_checkpoint(prefix: str, name: str):
-        return lambda: any(p.name == name for p in runs.glob(f"{prefix}*/*")) if runs.is_dir() else False
+        """True once this attempt has written a checkpoint (one newer than its start)."""
+        started = time.time()
+        return lambda: runs.is_dir() and any(p.name == name and p.stat().st_mtime > started
+                                             for p in runs.glob(f"{prefix}*/*"))
 
     # pretrain: random kills, then one just after the first epoch's checkpoint, then the resume.
     for _ in range(KILLS["pretrain"] - 1):
-        survived += _kill(pretrain, cache, delay=float(rng.uniform(0.1, 0.8) * t_pre))
+        survived += _kill([*pretrain, "--force"], cache, delay=float(rng.uniform(0.1, 0.8) * t_pre))
     survived += _kill(pretrain, cache, when=first_checkpoint("pretrain-", "checkpoint.pt"))
     ckpt, _ = _run(pretrain, cache)
     assert _same_weights(Path(ckpt), Path(ckpt_ref)), "resumed pretraining differs from the uninterrupted one"
@@ -125,12 +129,12 @@ def test_kill_nine_at_random_points_loses_nothing_and_resumes_bit_identically(da
         elif name == "graph":
             args = ["graph", previous, "--knn", "3", "-q"]
         for _ in range(KILLS[name]):
-            survived += _kill(args, cache, delay=float(rng.uniform(0.1, 0.8) * duration))
+            survived += _kill([*args, "--force"], cache, delay=float(rng.uniform(0.1, 0.8) * duration))
         previous, _ = _run(args, cache)
         assert _datasets(Path(previous)) == _datasets(Path(reference)), f"{name} after kills differs"
 
     for _ in range(KILLS["train"] - 1):
-        survived += _kill([*train, "--checkpoint", ckpt], cache, delay=float(rng.uniform(0.1, 0.8) * t_tr))
+        survived += _kill([*train, "--checkpoint", ckpt, "--force"], cache, delay=float(rng.uniform(0.1, 0.8) * t_tr))
     survived += _kill([*train, "--checkpoint", ckpt], cache, when=first_checkpoint("cc-", "checkpoint-cluster.pt"))
     pred, _ = _run([*train, "--checkpoint", ckpt], cache)
     assert _datasets(Path(pred)) == _datasets(Path(pred_ref))
