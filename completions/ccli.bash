@@ -4,30 +4,89 @@ _ccli() {
     local path="ccli" i
     for ((i = 1; i < COMP_CWORD; i++)); do
         case "$path ${COMP_WORDS[i]}" in
-            "ccli import"|"ccli pretrain"|"ccli embed"|"ccli neighbors"|"ccli graph"|"ccli train"|"ccli eval"|"ccli export"|"ccli report"|"ccli completions"|"ccli data"|"ccli data ls"|"ccli data info"|"ccli cache"|"ccli cache ls"|"ccli cache info"|"ccli cache verify"|"ccli cache gc") path="$path ${COMP_WORDS[i]}" ;;
+            "ccli import"|"ccli pretrain"|"ccli embed"|"ccli neighbors"|"ccli graph"|"ccli train"|"ccli eval"|"ccli export"|"ccli compare"|"ccli report"|"ccli completions"|"ccli data"|"ccli data ls"|"ccli data info"|"ccli presets"|"ccli presets ls"|"ccli presets show"|"ccli cache"|"ccli cache ls"|"ccli cache info"|"ccli cache verify"|"ccli cache gc") path="$path ${COMP_WORDS[i]}" ;;
         esac
     done
     local words="" value_options=""
     case "$path" in
-        "ccli") words="import pretrain embed neighbors graph train eval export report completions data cache --version --debug -h --help"; value_options="" ;;
+        "ccli") words="import pretrain embed neighbors graph train eval export compare report completions data presets cache --version --debug -h --help"; value_options="" ;;
         "ccli import") words="--labels -l --names --ids --dtype -o --out --cache-dir --force --json -q --quiet -v --verbose -h --help"; value_options="--labels -l --names --ids --dtype -o --out --cache-dir" ;;
-        "ccli pretrain") words="--data --split --method -m --backbone --epochs --batch-size --multi-crop --preset --set --device --seed --augment-on --compile -o --out --cache-dir --force --json -q --quiet -v --verbose -h --help"; value_options="--data --split --method -m --backbone --epochs --batch-size --multi-crop --preset --set --device --seed --augment-on -o --out --cache-dir" ;;
-        "ccli embed") words="--data --split --layer --views --draws --batch-size --dtype --device --seed -o --out --cache-dir --force --json -q --quiet -v --verbose -h --help"; value_options="--data --split --layer --views --draws --batch-size --dtype --device --seed -o --out --cache-dir" ;;
+        "ccli pretrain") words="--data --split --method -m --backbone --epochs --batch-size --image-size --multi-crop --preset --set --device --seed --augment-on --compile -o --out --cache-dir --force --json -q --quiet -v --verbose -h --help"; value_options="--data --split --method -m --backbone --epochs --batch-size --image-size --multi-crop --preset --set --device --seed --augment-on -o --out --cache-dir" ;;
+        "ccli embed") words="--data --split --layer --views --draws --batch-size --image-size --dtype --device --seed -o --out --cache-dir --force --json -q --quiet -v --verbose -h --help"; value_options="--data --split --layer --views --draws --batch-size --image-size --dtype --device --seed -o --out --cache-dir" ;;
         "ccli neighbors") words="-k --k --metric --backend --index --nlist --nprobe --hnsw-m --ef-construction --ef-search --include-self --exclude-self --multi-view --single-view --clusters -C --filter-head --filter-score --strong-mode --strong-draws --mult1 --mult2 --block-rows --seed --device --preset --set --cache-dir -o --out --force --json -q --quiet -v --verbose -h --help"; value_options="-k --k --metric --backend --index --nlist --nprobe --hnsw-m --ef-construction --ef-search --clusters -C --filter-head --filter-score --strong-mode --strong-draws --mult1 --mult2 --block-rows --seed --device --preset --set --cache-dir -o --out" ;;
         "ccli graph") words="--knn --self-expressive --neighbors --features --num-pos --se-mode --lam --chunk-size --se-topk --affinity --se-diagonal --c-norm --se-steps --se-lr --normalize --no-normalize --seed --device --cache-dir -o --out --force --json -q --quiet -v --verbose -h --help"; value_options="--knn --neighbors --features --num-pos --se-mode --lam --chunk-size --se-topk --affinity --se-diagonal --c-norm --se-steps --se-lr --seed --device --cache-dir -o --out" ;;
-        "ccli train") words="--method -m --list --data --split --checkpoint --features --neighbors --graph -k --k --num-clusters --preset --set --device --seed --epochs --batch-size -o --out --cache-dir --force --json -q --quiet -v --verbose -h --help"; value_options="--method -m --data --split --checkpoint --features --neighbors --graph -k --k --num-clusters --preset --set --device --seed --epochs --batch-size -o --out --cache-dir" ;;
+        "ccli train") words="--method -m --list --data --split --checkpoint --features --neighbors --graph -k --k --num-clusters --preset --set --device --seed --epochs --batch-size --image-size -o --out --cache-dir --force --json -q --quiet -v --verbose -h --help"; value_options="--method -m --data --split --checkpoint --features --neighbors --graph -k --k --num-clusters --preset --set --device --seed --epochs --batch-size --image-size -o --out --cache-dir" ;;
         "ccli eval") words="--labels -l --features --match --pairwise --cache-dir --json -q --quiet -v --verbose -h --help"; value_options="--labels -l --features --match --cache-dir" ;;
         "ccli export") words="-o --out --format -q --quiet -h --help"; value_options="-o --out --format" ;;
-        "ccli report") words="-o --out --title --json -q --quiet -h --help"; value_options="-o --out --title" ;;
-        "ccli completions") words="-h --help"; value_options="" ;;
+        "ccli compare") words="--data --methods --seeds --preset --pretrain --split -o --out --format --map --title --device --cache-dir --force --json -q --quiet -v --verbose -h --help"; value_options="--data --methods --seeds --preset --pretrain --split -o --out --format --map --title --device --cache-dir" ;;
+        "ccli report") words="-o --out --title --format --map --json -q --quiet -h --help"; value_options="-o --out --title --format --map" ;;
+        "ccli completions") words="bash zsh fish -h --help"; value_options="" ;;
         "ccli data") words="ls info -h --help"; value_options="" ;;
         "ccli data ls") words="--json -h --help"; value_options="" ;;
         "ccli data info") words="--split --image-size --json -q --quiet -h --help"; value_options="--split --image-size" ;;
+        "ccli presets") words="ls show -h --help"; value_options="" ;;
+        "ccli presets ls") words="--json -q --quiet -h --help"; value_options="" ;;
+        "ccli presets show") words="--json -q --quiet -h --help"; value_options="" ;;
         "ccli cache") words="ls info verify gc -h --help"; value_options="" ;;
         "ccli cache ls") words="--kind --cache-dir --json -q --quiet -h --help"; value_options="--kind --cache-dir" ;;
         "ccli cache info") words="--cache-dir --json -h --help"; value_options="--cache-dir" ;;
         "ccli cache verify") words="--cache-dir --json -q --quiet -h --help"; value_options="--cache-dir" ;;
         "ccli cache gc") words="--older-than --max-size --kind --dry-run --cache-dir -q --quiet -h --help"; value_options="--older-than --max-size --kind --cache-dir" ;;
+    esac
+    if [[ "$path" == "ccli train" && "$prev" == "--preset" ]]; then
+        local method="" j
+        for ((j = 1; j < COMP_CWORD; j++)); do
+            [[ "${COMP_WORDS[j]}" == "--method" || "${COMP_WORDS[j]}" == "-m" ]] && method="${COMP_WORDS[j+1]}"
+        done
+        local presets="auto"
+        case "$method" in
+            "kmeans") presets="auto digits fashion-mnist features" ;;
+            "cc") presets="auto cifar10 cifar100-20 digits fashion-mnist imagenet-dogs imagenet10 stl10 tiny-imagenet" ;;
+            "dcacn") presets="auto cifar10 digits fashion-mnist imagenet10 stl10" ;;
+            "scan") presets="auto digits fashion-mnist imagenet100 imagenet200 imagenet50 stl10" ;;
+            "scan+") presets="auto digits fashion-mnist imagenet-dogs imagenet10 imagenet100 imagenet1000 imagenet200 imagenet50 stl10" ;;
+            "selfpaced") presets="auto cifar10 cifar100-20 digits fashion-mnist mnist stl10" ;;
+            "graph") presets="auto cifar10 cifar100-20 digits fashion-mnist stl10" ;;
+        esac
+        COMPREPLY=($(compgen -W "$presets" -- "$cur"))
+        return
+    fi
+    if [[ "$path" == "ccli pretrain" && "$prev" == "--preset" ]]; then
+        local method="simclr" j
+        for ((j = 1; j < COMP_CWORD; j++)); do
+            [[ "${COMP_WORDS[j]}" == "--method" || "${COMP_WORDS[j]}" == "-m" ]] && method="${COMP_WORDS[j+1]}"
+        done
+        local presets="auto"
+        case "$method" in
+            "simclr") presets="auto cifar10 cifar100-20 digits fashion-mnist imagenet10 multicrop-cifar10 stl10" ;;
+            "moby") presets="auto digits imagenet stl10" ;;
+        esac
+        COMPREPLY=($(compgen -W "$presets" -- "$cur"))
+        return
+    fi
+    case "$path $prev" in
+        "ccli import --dtype") COMPREPLY=($(compgen -W "float32 float16" -- "$cur")); return ;;
+        "ccli pretrain --data") COMPREPLY=($(compgen -W "digits mnist: fashion-mnist: cifar10: cifar100-20: stl10: imagenet10: imagenet-dogs: tiny-imagenet: folder: npz: h5:" -- "$cur")); return ;;
+        "ccli pretrain --split") COMPREPLY=($(compgen -W "train test all" -- "$cur")); return ;;
+        "ccli pretrain --method"|"ccli pretrain -m") COMPREPLY=($(compgen -W "simclr moby" -- "$cur")); return ;;
+        "ccli pretrain --backbone") COMPREPLY=($(compgen -W "cbam_resnet18 cbam_resnet18-cifar cbam_resnet18-imagenet cbam_resnet18-stl cbam_resnet34 cbam_resnet34-cifar cbam_resnet34-imagenet cbam_resnet34-stl cbam_small_cnn resnet18 resnet18-cifar resnet18-imagenet resnet18-stl resnet34 resnet34-cifar resnet34-imagenet resnet34-stl resnet50 resnet50-cifar resnet50-imagenet resnet50-stl small_cnn" -- "$cur")); return ;;
+        "ccli pretrain --device") COMPREPLY=($(compgen -W "auto cpu cuda cuda:0" -- "$cur")); return ;;
+        "ccli embed --data") COMPREPLY=($(compgen -W "digits mnist: fashion-mnist: cifar10: cifar100-20: stl10: imagenet10: imagenet-dogs: tiny-imagenet: folder: npz: h5:" -- "$cur")); return ;;
+        "ccli embed --layer") COMPREPLY=($(compgen -W "projector backbone" -- "$cur")); return ;;
+        "ccli embed --dtype") COMPREPLY=($(compgen -W "float32 float16" -- "$cur")); return ;;
+        "ccli embed --device") COMPREPLY=($(compgen -W "auto cpu cuda cuda:0" -- "$cur")); return ;;
+        "ccli neighbors --metric") COMPREPLY=($(compgen -W "cosine l2" -- "$cur")); return ;;
+        "ccli neighbors --backend") COMPREPLY=($(compgen -W "auto faiss torch" -- "$cur")); return ;;
+        "ccli neighbors --device") COMPREPLY=($(compgen -W "auto cpu cuda cuda:0" -- "$cur")); return ;;
+        "ccli graph --device") COMPREPLY=($(compgen -W "auto cpu cuda cuda:0" -- "$cur")); return ;;
+        "ccli train --method"|"ccli train -m") COMPREPLY=($(compgen -W "kmeans cc dcacn scan scan+ selfpaced graph" -- "$cur")); return ;;
+        "ccli train --data") COMPREPLY=($(compgen -W "digits mnist: fashion-mnist: cifar10: cifar100-20: stl10: imagenet10: imagenet-dogs: tiny-imagenet: folder: npz: h5:" -- "$cur")); return ;;
+        "ccli train --split") COMPREPLY=($(compgen -W "train test all" -- "$cur")); return ;;
+        "ccli train --device") COMPREPLY=($(compgen -W "auto cpu cuda cuda:0" -- "$cur")); return ;;
+        "ccli eval --match") COMPREPLY=($(compgen -W "hungarian majority" -- "$cur")); return ;;
+        "ccli export --format") COMPREPLY=($(compgen -W "csv jsonl" -- "$cur")); return ;;
+        "ccli cache ls --kind") COMPREPLY=($(compgen -W "features neighbors graph predictions run checkpoint" -- "$cur")); return ;;
+        "ccli cache gc --kind") COMPREPLY=($(compgen -W "features neighbors graph predictions" -- "$cur")); return ;;
     esac
     if [[ " $value_options " == *" $prev "* ]]; then
         COMPREPLY=($(compgen -f -- "$cur"))

@@ -253,3 +253,96 @@ def test_eval_without_labels_gives_sizes_and_label_free_scores(cli, tmp_path):
     assert free["silhouette"] == pytest.approx(silhouette_score(x, y), rel=1e-5)
     assert free["calinski_harabasz"] == pytest.approx(calinski_harabasz_score(x, y), rel=1e-5)
     assert free["davies_bouldin"] == pytest.approx(davies_bouldin_score(x, y), rel=1e-5)
+
+
+def test_cache_ls_lists_runs_and_checkpoints_on_stdout_and_info_takes_them(cli, tmp_path):
+    pre = cli("pretrain", "--data", "digits", "--preset", "digits", "--epochs", "1", "-q")
+    assert pre.code == 0, pre.err
+    checkpoint = pre.out.strip()
+    x, y = _blobs(5)
+    np.save(tmp_path / "x.npy", x)
+    train = cli("train", "--method", "kmeans", "--features", tmp_path / "x.npy", "-k", "3", "--json")
+    run_dir = json.loads(train.out)["run"]
+    nb = cli("neighbors", tmp_path / "x.npy", "-k", "4", "-q").out.strip()
+    graph = cli("graph", nb, "--knn", "4", "-q")
+    assert graph.code == 0, graph.err
+    listing = cli("cache", "ls")
+    assert listing.code == 0 and "checkpoint" in listing.out and "simclr/small_cnn" in listing.out
+    assert "data=digits" in listing.out and f"{len(x)}×{len(x)}" in listing.out  # graph rows: N × N
+    rows = {e["kind"]: e for e in json.loads(cli("cache", "ls", "--json").out)}
+    assert rows["checkpoint"]["path"] == checkpoint and rows["run"]["path"] == run_dir
+    assert rows["run"]["method"] == "kmeans" and "features=" in rows["run"]["made_from"]
+    assert rows["graph"]["shape"] == f"{len(x)}×{len(x)}"
+    runs_only = json.loads(cli("cache", "ls", "--kind", "run", "--json").out)
+    assert [e["kind"] for e in runs_only] == ["run"]
+    by_folder = json.loads(cli("cache", "info", run_dir, "--json").out)
+    by_prefix = json.loads(cli("cache", "info", rows["run"]["key"][:8], "--json").out)
+    assert by_folder["key"] == by_prefix["key"] == rows["run"]["key"]
+    assert by_folder["scores"]["cluster_sizes"] and by_folder["method"] == "kmeans"
+    by_checkpoint = json.loads(cli("cache", "info", checkpoint, "--json").out)
+    assert by_checkpoint["kind"] == "checkpoint" and by_checkpoint["made_from"] == "data=digits"
+    assert_bad_input(cli("cache", "info", "zzzz"), "zzzz")
+
+
+def test_bash_completes_option_values(tmp_path):
+    import shutil
+    import subprocess
+
+    from ccli.cli.completion_scripts import render
+    from ccli.methods.registry import method_names
+
+    if not shutil.which("bash"):
+        pytest.skip("bash not installed")
+    script = tmp_path / "ccli.bash"
+    script.write_text(render("bash"))
+    probe = (
+        f"source {script}\n"
+        "COMP_WORDS=(ccli train --method cc --preset d); COMP_CWORD=5; _ccli; echo \"${COMPREPLY[*]}\"\n"
+        "COMP_WORDS=(ccli train --method ''); COMP_CWORD=3; _ccli; echo \"${COMPREPLY[*]}\"\n"
+        "COMP_WORDS=(ccli cache ls --kind ch); COMP_CWORD=4; _ccli; echo \"${COMPREPLY[*]}\"\n"
+        "COMP_WORDS=(ccli eval x.h5 --match m); COMP_CWORD=4; _ccli; echo \"${COMPREPLY[*]}\"\n"
+        "COMP_WORDS=(ccli completions z); COMP_CWORD=2; _ccli; echo \"${COMPREPLY[*]}\"\n"
+    )
+    out = subprocess.run(["bash", "-c", probe], capture_output=True, text=True, check=True).stdout.splitlines()
+    assert out[0] == "digits"
+    assert set(out[1].split()) == {m for m in method_names() if m != "pairtoy"}
+    assert out[2:] == ["checkpoint", "majority", "zsh"]
+
+
+def test_npz_spec_takes_a_bare_npy_of_images_and_names_features(cli, tmp_path):
+    from ccli.data.sources import load_dataset
+
+    images = np.random.RandomState(0).randint(0, 255, (6, 8, 8), dtype=np.uint8)
+    np.save(tmp_path / "images.npy", images)
+    np.save(tmp_path / "feats.npy", np.zeros((6, 4), np.float32))
+    ds = load_dataset(f"npz:{tmp_path / 'images.npy'}")
+    assert ds.images.shape == (6, 8, 8, 1) and (ds.images[..., 0] == images).all() and (ds.labels == -1).all()
+    assert_bad_input(cli("data", "info", f"npz:{tmp_path / 'feats.npy'}"), "feats.npy", "looks like features",
+                     "--features")
+    (tmp_path / "model.pt").write_bytes(b"PK\x03\x04rest")
+    assert_bad_input(cli("data", "info", f"h5:{tmp_path / 'model.pt'}"), "PyTorch checkpoint")
+
+
+def test_auto_preset_choices_and_line():
+    from ccli.auto_preset import auto_sets, choose, resolve
+
+    small = choose(600, 28, 28, 3, "cpu")
+    assert small.values == {"backbone": "small_cnn", "image_size": None, "epochs": 333, "threads": 1}
+    assert small.summary() == ("preset auto: small_cnn at 28 px (native), 333 epochs, 1 thread, for 600 images of "
+                               "28×28×3 on cpu (--preset NAME to choose another)")
+    photos = choose(100_000, 500, 375, 3, "cuda")
+    assert photos.values == {"backbone": "resnet34", "image_size": 96, "epochs": 50, "threads": 0}
+    assert choose(70_000, 28, 28, 1, "cuda").values["backbone"] == "resnet18"
+    assert auto_sets(small, ["backbone", "image_size", "engine.epochs", "engine.threads"], given={"epochs"}) == [
+        "backbone=small_cnn", "image_size=null", "threads=1"]
+    keys = ["backbone", "image_size", "engine.epochs", "engine.threads", "num_clusters"]
+    # No preset on images: the choice comes first, the user's --set after it (so theirs wins);
+    # epochs never exceed the method's default.
+    preset, sets, line = resolve(None, "digits", "all", "cpu", keys, ["lr=0.1"], {"epochs": None}, None, 50)
+    assert preset is None and sets[-1] == "lr=0.1" and "epochs=50" in sets and "50 epochs" in line
+    assert resolve("digits", "digits", "all", "cpu", keys) == ("digits", [], None)  # a named preset passes through
+    assert resolve(None, None, "all", "cpu", ["k"]) == (None, [], None)  # features, not images: nothing to size
+    from ccli.errors import BadInput
+
+    with pytest.raises(BadInput, match="--image-size 0"):
+        resolve(None, "digits", "all", "cpu", keys, image_size=0)

@@ -9,7 +9,8 @@ import typer
 
 from ccli.cli.common import CacheDirOpt, JsonOpt, QuietOpt, emit_json, setup
 
-KindOpt = Annotated[Optional[str], typer.Option("--kind", help="features, neighbors, graph or predictions.")]
+KindOpt = Annotated[Optional[str], typer.Option("--kind", metavar="KIND",
+                                                help="features, neighbors, graph, predictions, run or checkpoint.")]
 
 
 def register(app: typer.Typer) -> None:
@@ -18,19 +19,22 @@ def register(app: typer.Typer) -> None:
         no_args_is_help=True,
         context_settings={"help_option_names": ["-h", "--help"]},
     )
-    cache_app.command("ls", help="List cached artifacts, newest first. Example: ccli cache ls --kind features")(ls)
-    cache_app.command("info", help="Show one artifact's attributes and datasets (a path or a key prefix).")(info)
+    cache_app.command("ls", help="List cached artifacts, runs and pretraining checkpoints (with what each was made "
+                                 "from), newest first; tables go to stdout. Example: ccli cache ls --kind run")(ls)
+    cache_app.command("info", help="Show one artifact, run folder or checkpoint: a path, or a key prefix.")(info)
     cache_app.command("verify", help="Check schemas, shapes and checksums; exit 1 if any artifact is damaged.")(verify)
     cache_app.command("gc", help="Remove leftovers, damaged artifacts and (optionally) old or excess ones.")(gc)
     app.add_typer(cache_app, name="cache")
 
 
-def _check_kind(kind: str | None) -> None:
+def _check_kind(kind: str | None, runs: bool = False) -> None:
     from ccli.errors import BadInput
+    from ccli.store.runs import RUN_KINDS
     from ccli.store.schema import KINDS
 
-    if kind is not None and kind not in KINDS:
-        raise BadInput(f"--kind {kind} is not an artifact kind (valid: {', '.join(KINDS)}).")
+    valid = list(KINDS) + (list(RUN_KINDS) if runs else [])
+    if kind is not None and kind not in valid:
+        raise BadInput(f"--kind {kind} is not an artifact kind (valid: {', '.join(valid)}).")
 
 
 def _human(size: int) -> str:
@@ -45,12 +49,14 @@ def ls(kind: KindOpt = None, cache_dir: CacheDirOpt = None, json_out: JsonOpt = 
     setup(quiet)
     from rich.table import Table
 
-    from ccli import log
+    from ccli.cli.common import table_console
     from ccli.store.cache import cache_root, list_entries
+    from ccli.store.runs import RUN_KINDS, list_runs
 
-    _check_kind(kind)
-    root = cache_root(cache_dir)  # a missing folder lists as empty; verify and gc refuse it
-    entries = list_entries(root, kind)
+    _check_kind(kind, runs=True)
+    root = cache_root(cache_dir)
+    entries = [] if kind in RUN_KINDS else list_entries(root, kind)
+    runs = list_runs(root, kind) if kind is None or kind in RUN_KINDS else []
     if json_out:
         emit_json(
             [
@@ -58,27 +64,53 @@ def ls(kind: KindOpt = None, cache_dir: CacheDirOpt = None, json_out: JsonOpt = 
                  "shape": e.shape, "ok": e.ok, "problem": e.problem}
                 for e in entries
             ]
+            + [
+                {"path": str(r.path), "kind": r.kind, "key": r.key, "bytes": r.size, "created": r.created,
+                 "method": r.method, "made_from": r.made_from, "finished": r.finished}
+                for r in runs
+            ]
         )
         return
-    table = Table(title=f"{root}  ({len(entries)} artifacts, {_human(sum(e.size for e in entries))})", title_justify="left")
-    for column in ("kind", "key", "shape", "size", "created", "status"):
-        table.add_column(column)
-    for e in entries:
-        table.add_row(e.kind, e.key[:12], e.shape, _human(e.size), e.created, "ok" if e.ok else "damaged")
-    log.console().print(table)
+    out = table_console()
+    if entries or not runs:
+        table = Table(title=f"{root}  ({len(entries)} artifacts, {_human(sum(e.size for e in entries))})",
+                      title_justify="left")
+        for column in ("kind", "key", "shape", "size", "created", "status"):
+            table.add_column(column)
+        for e in entries:
+            table.add_row(e.kind, e.key[:12], e.shape, _human(e.size), e.created, "ok" if e.ok else "damaged")
+        out.print(table)
+    if runs:
+        table = Table(title=f"{root / 'runs'}  ({len(runs)} runs and checkpoints)", title_justify="left")
+        for column in ("kind", "key", "method", "made from", "size", "created", "status", "path"):
+            table.add_column(column, overflow="fold")
+        for r in runs:
+            table.add_row(r.kind, r.key[:12], r.method, r.made_from, _human(r.size), r.created,
+                          "done" if r.finished else "unfinished", str(r.path))
+        out.print(table)
 
 
 def info(
-    ref: Annotated[str, typer.Argument(help="Artifact path, or a key (prefix) in the cache.")],
+    ref: Annotated[str, typer.Argument(metavar="REF", help="Artifact path, run folder, checkpoint, or a key (prefix).")],
     cache_dir: CacheDirOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     setup()
     from ccli import log
+    from ccli.errors import BadInput
     from ccli.store import open_artifact
     from ccli.store.cache import cache_root, find_entry
+    from ccli.store.runs import find_run
 
-    path = find_entry(cache_root(cache_dir, must_exist=True), ref)
+    root = cache_root(cache_dir, must_exist=True)
+    run = find_run(root, ref)
+    if run is not None:
+        _print_run(run, json_out)
+        return
+    try:
+        path = find_entry(root, ref)
+    except BadInput as exc:
+        raise BadInput(f"{ref} is neither a file nor a key of an artifact or run in the cache {root}.") from exc
     with open_artifact(path) as art:
         described = art.describe()
     attrs, datasets = described["attrs"], described["datasets"]
@@ -98,6 +130,33 @@ def info(
     for name, meta in datasets.items():
         shape = "×".join(map(str, meta["shape"])) or "scalar"
         out.print(f"    {name}  {shape}  {meta['dtype']}" + (f"  {meta['compression']}" if meta["compression"] else ""))
+
+
+def _print_run(run, json_out: bool) -> None:
+    import yaml
+
+    from ccli import log
+
+    payload = {"path": str(run.path), "kind": run.kind, "key": run.key, "method": run.method,
+               "made_from": run.made_from, "created": run.created, "finished": run.finished, "bytes": run.size,
+               **{k: v for k, v in run.details.items() if k != "config"}, "config": run.details.get("config")}
+    if json_out:
+        emit_json(payload)
+        return
+    out = log.console()
+    out.print(f"[bold]{run.path}[/bold]")
+    for key in ("kind", "key", "method", "made_from", "created", "finished"):
+        out.print(f"{key}: {payload[key]}", markup=False)
+    out.print(f"size: {_human(run.size)}")
+    scores = run.details.get("scores") or {}
+    if "acc" in scores:
+        out.print(f"scores: ACC {scores['acc']:.4f}  NMI {scores['nmi']:.4f}  ARI {scores['ari']:.4f}")
+    if scores.get("cluster_sizes"):
+        out.print("cluster sizes: " + ", ".join(f"{k}:{v}" for k, v in scores["cluster_sizes"].items()), markup=False)
+    if payload.get("config"):
+        out.print("config:")
+        for line in yaml.safe_dump(payload["config"], sort_keys=False).rstrip().splitlines():
+            out.print(f"    {line}", markup=False)
 
 
 def verify(

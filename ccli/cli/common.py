@@ -26,7 +26,7 @@ PresetOpt = Annotated[
     Optional[str], typer.Option("--preset", help="Preset name under presets/<method>/ or a YAML file.")
 ]
 SetOpt = Annotated[
-    Optional[List[str]], typer.Option("--set", help="Override one config key: key=value (repeatable).")
+    Optional[List[str]], typer.Option("--set", metavar="KEY=VALUE", help="Override one config key: key=value (repeatable).")
 ]
 CacheDirOpt = Annotated[
     Optional[Path],
@@ -35,7 +35,7 @@ CacheDirOpt = Annotated[
     typer.Option("--cache-dir", help="Artifact cache folder [env CCLI_CACHE; default ~/.cache/ccli]."),
 ]
 OutOpt = Annotated[Optional[Path], typer.Option("-o", "--out", help="Output file (default: the cache).")]
-DataOpt = Annotated[str, typer.Option("--data", help="Dataset spec, e.g. digits, fashion-mnist:DIR, cifar10:DIR.")]
+DataOpt = Annotated[str, typer.Option("--data", metavar="SPEC", help="Dataset spec, e.g. digits, fashion-mnist:DIR, cifar10:DIR.")]
 SplitOpt = Annotated[str, typer.Option("--split", help="train, test or all (papers use all = train+test).")]
 
 
@@ -63,3 +63,37 @@ def emit_json(payload: Any) -> None:
         return
     sys.stdout.write(json.dumps(payload, indent=2, sort_keys=False, default=json_default) + "\n")
     sys.stdout.flush()
+
+
+def table_console():
+    """A rich console on stdout for list commands' tables, so `ccli cache ls | grep …` works."""
+    from rich.console import Console
+
+    console = Console(file=sys.stdout, highlight=False)
+    if not console.is_terminal:
+        console.width = max(console.width, 160)  # piped: do not cut rows at 80 columns
+    return console
+
+
+def readable_metavars(command) -> None:
+    """Give every option without an explicit metavar a readable one ("--data DATA", "--epochs N",
+    "--out PATH") instead of Typer's "<str>", "<int>", "<list[str]>"."""
+    for param in getattr(command, "params", ()):
+        if getattr(param, "param_type_name", "") != "option" or getattr(param, "is_flag", False):
+            continue
+        if getattr(param, "metavar", None):
+            continue
+        type_name = type(getattr(param, "type", None)).__name__.lower()
+        long_names = [n for n in param.opts if n.startswith("--")]
+        if "int" in type_name:
+            param.metavar = "N"
+        elif "float" in type_name:
+            param.metavar = "NUMBER"
+        elif "path" in type_name:
+            param.metavar = "PATH"
+        elif long_names:
+            param.metavar = long_names[-1][2:].upper().replace("-", "_")
+        else:
+            param.metavar = "VALUE"
+    for sub in getattr(command, "commands", {}).values():
+        readable_metavars(sub)

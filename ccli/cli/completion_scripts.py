@@ -27,6 +27,7 @@ class CommandSpec:
     help: str
     subcommands: list[str]
     options: list[OptionSpec]
+    arguments: list[str] = field(default_factory=list)  # values of the positional argument, if fixed
 
 
 def command_tree() -> list[CommandSpec]:
@@ -38,6 +39,9 @@ def command_tree() -> list[CommandSpec]:
     root = typer.main.get_command(build_app())
     ctx = typer.Context(root, info_name="ccli")
     specs: list[CommandSpec] = []
+    from ccli.completion_values import value_choices
+
+    fixed, presets = value_choices()
 
     def walk(cmd, path: tuple[str, ...]) -> None:
         options = []
@@ -46,12 +50,18 @@ def command_tree() -> list[CommandSpec]:
                 continue
             names = list(param.opts) + list(param.secondary_opts)
             choices = list(getattr(getattr(param, "type", None), "choices", None) or [])
+            key = " ".join(path)
+            for name in names:
+                choices = choices or fixed.get((key, name), [])
+            if "--preset" in names and key in presets:
+                choices = sorted({p for group in presets[key].values() for p in group})
             options.append(OptionSpec(names, _first_line(param.help), not param.is_flag, choices))
         options.append(OptionSpec(["-h", "--help"], "Show help and exit.", False))
         subs: list[str] = []
         if hasattr(cmd, "list_commands"):
             subs = [name for name in cmd.list_commands(ctx) if not cmd.get_command(ctx, name).hidden]
-        specs.append(CommandSpec(path, _first_line(cmd.help), subs, options))
+        arguments = list(SHELLS) if path == ("ccli", "completions") else []
+        specs.append(CommandSpec(path, _first_line(cmd.help), subs, options, arguments))
         for name in subs:
             walk(cmd.get_command(ctx, name), path + (name,))
 
@@ -85,9 +95,33 @@ def _bash(specs: list[CommandSpec]) -> str:
         '    case "$path" in',
     ]
     for s in specs:
-        words = s.subcommands + [n for o in s.options for n in o.names]
+        words = s.subcommands + s.arguments + [n for o in s.options for n in o.names]
         value_opts = [n for o in s.options if o.takes_value for n in o.names]
         lines.append(f'        "{" ".join(s.path)}") words="{" ".join(words)}"; value_options="{" ".join(value_opts)}" ;;')
+    lines += ["    esac"]
+    from ccli.completion_values import value_choices
+
+    _, presets = value_choices()
+    for command, by_method in presets.items():
+        default = "simclr" if command == "ccli pretrain" else ""
+        lines += [
+            f'    if [[ "$path" == "{command}" && "$prev" == "--preset" ]]; then',
+            f'        local method="{default}" j',
+            "        for ((j = 1; j < COMP_CWORD; j++)); do",
+            '            [[ "${COMP_WORDS[j]}" == "--method" || "${COMP_WORDS[j]}" == "-m" ]] && method="${COMP_WORDS[j+1]}"',
+            "        done",
+            '        local presets="auto"',
+            '        case "$method" in',
+        ]
+        for method, names in by_method.items():
+            lines.append(f'            "{method}") presets="{" ".join(names)}" ;;')
+        lines += ["        esac", '        COMPREPLY=($(compgen -W "$presets" -- "$cur"))', "        return", "    fi"]
+    lines.append('    case "$path $prev" in')
+    for s in specs:
+        for o in s.options:
+            if o.takes_value and o.choices and "--preset" not in o.names:
+                keys = "|".join(f'"{" ".join(s.path)} {n}"' for n in o.names)
+                lines.append(f'        {keys}) COMPREPLY=($(compgen -W "{" ".join(o.choices)}" -- "$cur")); return ;;')
     lines += [
         "    esac",
         '    if [[ " $value_options " == *" $prev "* ]]; then',
@@ -133,7 +167,10 @@ def _zsh(specs: list[CommandSpec]) -> str:
         for o in s.options:
             for name in o.names:
                 spec = f"'{name}[{_zsh_escape(o.help)}]"
-                spec += ":value:_files'" if o.takes_value else "'"
+                if o.takes_value and o.choices:
+                    spec += ":value:(" + " ".join(_zsh_escape(c) for c in o.choices) + ")'"
+                else:
+                    spec += ":value:_files'" if o.takes_value else "'"
                 opts.append(spec)
         if s.subcommands:
             cmds = " ".join(
@@ -142,6 +179,8 @@ def _zsh(specs: list[CommandSpec]) -> str:
             lines.append(f"            local -a subcommands=({cmds})")
             lines.append(f"            _arguments {' '.join(opts)} '1:command:->cmds' && return")
             lines.append("            _describe -t commands 'ccli command' subcommands")
+        elif s.arguments:
+            lines.append(f"            _arguments {' '.join(opts)} '1:shell:({' '.join(s.arguments)})'")
         else:
             lines.append(f"            _arguments {' '.join(opts)} '*:file:_files'")
         lines.append("            ;;")
@@ -176,8 +215,12 @@ def _fish(specs: list[CommandSpec]) -> str:
                 f"-l {n[2:]}" if n.startswith("--") else f"-s {n[1:]}" for n in o.names
             )
             value = " -r -F" if o.takes_value else ""
+            if o.takes_value and o.choices:
+                value = f" -r -f -a '{_fish_escape(' '.join(o.choices))}'"
             lines.append(f"complete -c ccli -n '{condition}' {flags}{value} -d '{_fish_escape(o.help)}'")
-        if not s.subcommands:
+        if s.arguments:
+            lines.append(f"complete -c ccli -n '{condition}' -f -a '{' '.join(s.arguments)}'")
+        elif not s.subcommands:
             lines.append(f"complete -c ccli -n '{condition}' -F")
     lines.append("")
     return "\n".join(lines)

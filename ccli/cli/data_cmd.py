@@ -26,7 +26,6 @@ def ls(json_out: JsonOpt = False) -> None:
     setup()
     from rich.table import Table
 
-    from ccli import log
     from ccli.data.sources import DATASET_KINDS
 
     if json_out:
@@ -37,7 +36,9 @@ def ls(json_out: JsonOpt = False) -> None:
     table.add_column("what")
     for kind, description in DATASET_KINDS.items():
         table.add_row(kind if kind == "digits" else f"{kind}:PATH", description)
-    log.console().print(table)
+    from ccli.cli.common import table_console
+
+    table_console().print(table)  # stdout: `ccli data ls | grep …`
 
 
 def info(

@@ -31,6 +31,7 @@ def embed_command(
     views: Annotated[str, typer.Option("--views", help="Comma list of clean, weak, strong.")] = "clean",
     draws: Annotated[int, typer.Option("--draws", help="Augmented draws per view.")] = 1,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Images per forward pass.")] = 512,
+    image_size: Annotated[Optional[int], typer.Option("--image-size", metavar="PX", help="Embed at PX×PX [default: the checkpoint's size].")] = None,
     dtype: Annotated[str, typer.Option("--dtype", help="float32 or float16 storage.")] = "float32",
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = "auto",
     seed: Annotated[int, typer.Option("--seed", help="Seed of the augmented views.")] = 0,
@@ -49,7 +50,8 @@ def embed_command(
     from ccli.methods.pretrain import embed
 
     path, hit = embed(checkpoint, data, split, layer=layer, views=views, draws=draws, batch_size=batch_size,
-                      device=device, seed=seed, out=out, cache_dir=cache_dir, force=force, dtype=dtype)
+                      device=device, seed=seed, out=out, cache_dir=cache_dir, force=force, dtype=dtype,
+                      image_size=image_size)
     if hit:
         log.info(f"cache hit: {path}")
     if json_out:

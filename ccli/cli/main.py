@@ -28,7 +28,9 @@ COMMAND_MODULES = (
     "ccli.cli.train_cmd",
     "ccli.cli.eval_cmd",
     "ccli.cli.export_cmd",
+    "ccli.cli.compare_cmd",
     "ccli.cli.report_cmd",
+    "ccli.cli.presets_cmd",
     "ccli.cli.cache_cmd",
     "ccli.cli.completions_cmd",
 )
@@ -72,7 +74,11 @@ def run(argv: list[str] | None = None) -> None:
     debug = "--debug" in args or bool(os.environ.get("CCLI_DEBUG"))
     args = [a for a in args if a != "--debug"]
     try:
-        result = build_app()(args=args, prog_name="ccli", standalone_mode=False)
+        from ccli.cli.common import readable_metavars
+
+        command = typer.main.get_command(build_app())
+        readable_metavars(command)  # "--epochs N", not "--epochs <int>"
+        result = command.main(args=args, prog_name="ccli", standalone_mode=False)
         code = result if isinstance(result, int) else 0
     except CcliError as exc:
         if debug:

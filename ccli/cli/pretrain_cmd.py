@@ -11,8 +11,7 @@ from ccli.cli.common import (
     CacheDirOpt,
     ForceOpt,
     JsonOpt,
-    PresetOpt,
-    QuietOpt,
+        QuietOpt,
     SetOpt,
     SplitOpt,
     VerboseOpt,
@@ -45,8 +44,9 @@ def pretrain_command(
     backbone: Annotated[Optional[str], typer.Option("--backbone", help="small_cnn, resnet18/34/50[-cifar|-stl|-imagenet], cbam_… [default: the preset's].")] = None,
     epochs: Annotated[Optional[int], typer.Option("--epochs", help="Training epochs [default: the preset's].")] = None,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Global batch size [default: the preset's].")] = None,
+    image_size: Annotated[Optional[int], typer.Option("--image-size", metavar="PX", help="Resize the images to PX×PX [default: the preset's, else native].")] = None,
     multi_crop: Annotated[Optional[int], typer.Option("--multi-crop", help="Local crops per image (simclr; 0 = two views).")] = None,
-    preset: PresetOpt = None,
+    preset: Annotated[Optional[str], typer.Option("--preset", metavar="NAME|auto|FILE", help="Preset under presets/<method>/, a YAML file, or auto (the default without one: sized to the images and device).")] = None,
     sets: SetOpt = None,
     device: Annotated[Optional[str], typer.Option("--device", help="auto, cpu, cuda or cuda:N [default: auto].")] = None,
     seed: Annotated[Optional[int], typer.Option("--seed", help="Random seed [default: the preset's].")] = None,
@@ -68,9 +68,18 @@ def pretrain_command(
     overrides: dict[str, Any] = {
         "method": method, "backbone": backbone, "epochs": epochs, "batch_size": batch_size,
         "multicrop_local": multi_crop, "device": device, "seed": seed, "augment_on": augment_on,
-        "compile": True if compile_model else None,
+        "compile": True if compile_model else None, "image_size": image_size,
     }
-    config = resolve_pretrain_config(preset, sets or (), overrides)
+    from ccli import log
+    from ccli.auto_preset import resolve as auto_resolve
+    from ccli.config import flat_config, valid_keys
+    from ccli.methods.pretrain import PretrainConfig
+
+    preset, sets, chosen = auto_resolve(preset, data, split, device, valid_keys(PretrainConfig), sets or (),
+                                        overrides, image_size, flat_config(PretrainConfig()).get("engine.epochs"))
+    if chosen:
+        log.info(chosen)
+    config = resolve_pretrain_config(preset, sets, overrides)
     result = pretrain(config, data, split, out=out, cache_dir=cache_dir, force=force)
     if json_out:
         last = result.history[-1] if result.history else {}

@@ -12,8 +12,7 @@ from ccli.cli.common import (
     DeviceOpt,
     ForceOpt,
     JsonOpt,
-    PresetOpt,
-    QuietOpt,
+        QuietOpt,
     SetOpt,
     SplitOpt,
     VerboseOpt,
@@ -52,12 +51,13 @@ def train_command(
     num_clusters: Annotated[
         Optional[int], typer.Option("-k", "--k", "--num-clusters", help="Number of clusters [default: the dataset's classes].")
     ] = None,
-    preset: PresetOpt = None,
+    preset: Annotated[Optional[str], typer.Option("--preset", metavar="NAME|auto|FILE", help="Preset under presets/<method>/, a YAML file, or auto (the default without one: sized to the images and device).")] = None,
     sets: SetOpt = None,
     device: DeviceOpt = "auto",
     seed: Annotated[Optional[int], typer.Option("--seed", help="Random seed [default: the preset's].")] = None,
     epochs: Annotated[Optional[int], typer.Option("--epochs", help="Training epochs [default: the preset's].")] = None,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Batch size [default: the preset's].")] = None,
+    image_size: Annotated[Optional[int], typer.Option("--image-size", metavar="PX", help="Side of the training views in pixels [default: the preset's].")] = None,
     out: Annotated[Optional[Path], typer.Option("-o", "--out", help="Run folder [default: <cache>/runs/<method>-<key>].")] = None,
     cache_dir: CacheDirOpt = None,
     force: ForceOpt = False,
@@ -91,10 +91,18 @@ def train_command(
 
     inputs.features = ensure_features(features, "--features", cache_dir)  # a .npy/.npz/.csv is imported first
     module = registry.load(info)
-    config = registry.resolve_method_config(
-        module, method, preset, sets or (),
-        {"--k": num_clusters, "--seed": seed, "--epochs": epochs, "--batch-size": batch_size},
-    )
+    from ccli.auto_preset import resolve as auto_resolve
+    from ccli.config import flat_config, valid_keys
+
+    options = {"--k": num_clusters, "--seed": seed, "--epochs": epochs, "--batch-size": batch_size,
+               "--image-size": image_size}
+    preset, sets, chosen = auto_resolve(
+        preset, data, split, device, valid_keys(module.Config), sets or (),
+        {registry.OPTION_KEYS[o]: v for o, v in options.items()}, image_size,
+        flat_config(module.Config()).get("engine.epochs"))
+    if chosen:
+        log.info(chosen)
+    config = registry.resolve_method_config(module, method, preset, sets, options)
     result = registry.train(method, inputs, config, out=out, cache_dir=cache_dir, device=device, force=force)
     if result.cached:
         log.info(f"cached run {result.run_dir} (same inputs and config; --force retrains)")
@@ -110,14 +118,14 @@ def train_command(
 def _print_listing(rows: list[dict]) -> None:
     from rich.table import Table
 
-    from ccli import log
+    from ccli.cli.common import table_console
 
     table = Table(title="ccli train methods", title_justify="left")
     for name in ("method", "needs", "options", "what it does"):
         table.add_column(name)
     for row in rows:
         table.add_row(row["name"], row["needs"], " ".join(row["options"]), row["summary"])
-    log.console().print(table)
+    table_console().print(table)  # stdout: `ccli train --list | grep …`
 
 
 def _print_scores(method: str, scores: dict) -> None:

@@ -11,33 +11,35 @@ decoding a single image.
 Every problem with the user's input (unknown kind, missing or corrupt file, wrong split) is a
 `BadInput` with one sentence naming the spec or file; no raw KeyError/OSError/pickle error escapes.
 This module must not import torch (`ccli eval` imports it); PIL, sklearn and h5py are imported
-only inside the functions that need them.
+only inside the functions that need them. The per-format readers live in ccli.data.readers.
 """
 
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from types import MappingProxyType
-from typing import Callable, Mapping
+from typing import Mapping
 
 import numpy as np
 
-from ccli.data import formats
-from ccli.data.image_files import Progress, is_image_file, list_images, read_image_files, resize_images
+from ccli.data.image_files import Progress
+from ccli.data.readers import PLANNERS
+from ccli.data.readers.common import _num_classes, _Plan
+from ccli.data.readers.folders import DEFAULT_IMAGENET_SIZE, IMAGENET10_SYNSETS, IMAGENET_DOGS_SYNSETS  # noqa: F401
 from ccli.errors import BadInput, CcliError
 
 __all__ = [
     "DATASET_KINDS",
+    "DatasetShape",
     "ImageDataset",
     "IMAGENET10_SYNSETS",
     "IMAGENET_DOGS_SYNSETS",
     "load_dataset",
     "parse_spec",
+    "probe_dataset",
     "source_fingerprint",
 ]
 
@@ -48,42 +50,6 @@ FINGERPRINT_VERSION = 1
 # Sources whose files total at most this many bytes are fingerprinted by content (stable across
 # copies and `touch`); bigger ones by relative name + size + mtime, which costs only a stat per file.
 CONTENT_HASH_LIMIT = 32 * 2**20
-
-DEFAULT_IMAGENET_SIZE = 96
-
-# ImageNet-10 / ImageNet-Dogs as defined by the DAC/DCCM/CC papers: the synsets and their order
-# fix the class indices 0..K-1.
-IMAGENET10_SYNSETS: Mapping[str, str] = MappingProxyType({
-    "n02056570": "king penguin",
-    "n02085936": "Maltese dog",
-    "n02128757": "snow leopard",
-    "n02690373": "airliner",
-    "n02692877": "airship",
-    "n03095699": "container ship",
-    "n04254680": "soccer ball",
-    "n04285008": "sports car",
-    "n04467665": "trailer truck",
-    "n07747607": "orange",
-})
-IMAGENET_DOGS_SYNSETS: Mapping[str, str] = MappingProxyType({
-    "n02085936": "Maltese dog",
-    "n02086646": "Blenheim spaniel",
-    "n02088238": "basset",
-    "n02091467": "Norwegian elkhound",
-    "n02097130": "giant schnauzer",
-    "n02099601": "golden retriever",
-    "n02101388": "Brittany spaniel",
-    "n02101556": "clumber",
-    "n02102177": "Welsh springer spaniel",
-    "n02105056": "groenendael",
-    "n02105412": "kelpie",
-    "n02105855": "Shetland sheepdog",
-    "n02107142": "Doberman",
-    "n02110958": "pug",
-    "n02112137": "chow",
-})
-
-CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
 
 @dataclass(frozen=True, eq=False)
@@ -177,428 +143,8 @@ def _normalised_spec(kind: str, path: str | None) -> str:
     return kind if path is None else f"{kind}:{path}"
 
 
-# ---------------------------------------------------------------------------------------------
-# Plans: what a (spec, split, image_size) will read, checked before anything is decoded.
 
-_Loaded = tuple[np.ndarray, np.ndarray, "list[str] | None"]
-
-
-@dataclass
-class _Plan:
-    root: Path  # fingerprint names files relative to it, so a moved dataset keeps its identity
-    files: list[Path]  # every file the read will open
-    read: Callable[[Progress | None, int | None], _Loaded]
-    num_classes: int | None
-    image_size: int | None = None  # the effective target size (a kind's default applied)
-    ids: list[str] | None = None  # per-sample ids (relative file paths) when the source has them
-
-
-def _require_dir(path: str, spec: str) -> Path:
-    p = Path(path)
-    if not p.exists():
-        raise BadInput(f"{spec} points to {p}, which does not exist.")
-    if not p.is_dir():
-        hint = "; extract the archive first" if p.name.endswith((".tar", ".gz", ".tgz", ".zip")) else ""
-        raise BadInput(f"{spec} must point to a folder, but {p} is a file{hint}.")
-    return p
-
-
-def _require_file_path(path: str, spec: str) -> Path:
-    p = Path(path)
-    if not p.exists():
-        raise BadInput(f"{spec} points to {p}, which does not exist.")
-    if not p.is_file():
-        raise BadInput(f"{spec} must point to a file, but {p} is a folder.")
-    return p
-
-
-def _descend(root: Path, subfolder: str) -> Path:
-    """Accept both the dataset's own folder and the folder it was extracted into."""
-    inner = root / subfolder
-    return inner if inner.is_dir() else root
-
-
-def _require(root: Path, name: str, spec: str) -> Path:
-    p = root / name
-    if not p.is_file():
-        raise BadInput(f"{spec} is missing {name}.")
-    return p
-
-
-def _resolve_image_size(image_size: int | None, default: int | None) -> int | None:
-    return default if image_size is None else image_size
-
-
-def _maybe_resize(images: np.ndarray, image_size: int | None, workers: int | None) -> np.ndarray:
-    return images if image_size is None else resize_images(images, image_size, workers)
-
-
-def _split_parts(split: str) -> list[str]:
-    """'all' means train+test, as the clustering papers evaluate."""
-    return ["train", "test"] if split == "all" else [split]
-
-
-# --- digits ----------------------------------------------------------------------------------
-
-
-def _plan_digits(path, spec, split, image_size):
-    # Locate sklearn's bundled file without importing sklearn (slow), so fingerprinting is cheap.
-    found = importlib.util.find_spec("sklearn")
-    if found is None or not found.submodule_search_locations:
-        raise CcliError("the 'digits' dataset needs scikit-learn, which is not installed.")
-    data_dir = Path(list(found.submodule_search_locations)[0]) / "datasets" / "data"
-    files = [p for p in [data_dir / "digits.csv.gz"] if p.is_file()]
-
-    def read(progress, workers):
-        from sklearn.datasets import load_digits
-
-        digits = load_digits()
-        # Pixel intensities are 0..16; stretch to the 0..255 every other source uses.
-        images = np.rint(digits.images * (255.0 / 16.0)).astype(np.uint8)[..., None]
-        labels = digits.target.astype(np.int64)
-        return _maybe_resize(images, image_size, workers), labels, [str(i) for i in range(10)]
-
-    return _Plan(data_dir, files, read, 10, image_size)
-
-
-# --- MNIST / Fashion-MNIST -------------------------------------------------------------------
-
-_IDX_FILES = {
-    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
-    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
-}
-FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-                         "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
-
-
-def _find_idx(root: Path, name: str, spec: str) -> Path:
-    # Plain first: it needs no decompression. torchvision keeps the files under <Name>/raw.
-    for folder in (root, root / "raw", root / "MNIST" / "raw", root / "FashionMNIST" / "raw"):
-        for candidate in (folder / name, folder / f"{name}.gz"):
-            if candidate.is_file():
-                return candidate
-    raise BadInput(f"{spec} is missing {name} (or .gz).")
-
-
-def _plan_idx(class_names):
-    def plan(path, spec, split, image_size):
-        root = _require_dir(path, spec)
-        pairs = [
-            (_find_idx(root, images, spec), _find_idx(root, labels, spec))
-            for images, labels in (_IDX_FILES[part] for part in _split_parts(split))
-        ]
-
-        def read(progress, workers):
-            image_parts, label_parts = [], []
-            for images_path, labels_path in pairs:
-                images = formats.read_idx(images_path, ndim=3)
-                labels = formats.read_idx(labels_path, ndim=1).astype(np.int64)
-                formats.check_labels(labels, images.shape[0], labels_path, num_classes=10)
-                image_parts.append(images)
-                label_parts.append(labels)
-            images = np.concatenate(image_parts)[..., None] if len(image_parts) > 1 else image_parts[0][..., None]
-            return _maybe_resize(images, image_size, workers), np.concatenate(label_parts), list(class_names)
-
-        return _Plan(root, [p for pair in pairs for p in pair], read, 10, image_size)
-
-    return plan
-
-
-# --- CIFAR-10 / CIFAR-100-20 -----------------------------------------------------------------
-
-
-def _read_cifar(batches, meta_path, labels_key, names_key, num_classes, default_names, image_size):
-    def read(progress, workers):
-        parts = [(formats.read_cifar_pickle(p), p) for p in batches]
-        image_parts = [formats.cifar_images(batch, p) for batch, p in parts]
-        labels = np.concatenate([
-            formats.cifar_labels(batch, labels_key, images.shape[0], num_classes, p)
-            for (batch, p), images in zip(parts, image_parts)
-        ])
-        images = np.concatenate(image_parts)  # also makes the transposed views contiguous
-        names = default_names
-        if meta_path is not None:
-            meta = formats.read_cifar_pickle(meta_path)
-            names = formats.decode_names(formats.cifar_field(meta, names_key, meta_path), meta_path)
-            if len(names) != num_classes:
-                raise BadInput(f"{meta_path} lists {len(names)} class names, expected {num_classes}.")
-        return _maybe_resize(images, image_size, workers), labels, list(names) if names else None
-
-    return read
-
-
-def _plan_cifar10(path, spec, split, image_size):
-    root = _descend(_require_dir(path, spec), "cifar-10-batches-py")
-    names = {"train": [f"data_batch_{i}" for i in range(1, 6)], "test": ["test_batch"]}
-    batches = [_require(root, n, spec) for part in _split_parts(split) for n in names[part]]
-    # batches.meta only carries class names, which are fixed; don't refuse the images without it.
-    meta = root / "batches.meta" if (root / "batches.meta").is_file() else None
-    read = _read_cifar(batches, meta, "labels", "label_names", 10, CIFAR10_CLASSES, image_size)
-    return _Plan(root, batches + ([meta] if meta else []), read, 10, image_size)
-
-
-def _plan_cifar100_20(path, spec, split, image_size):
-    root = _descend(_require_dir(path, spec), "cifar-100-python")
-    batches = [_require(root, part, spec) for part in _split_parts(split)]
-    meta = root / "meta" if (root / "meta").is_file() else None
-    read = _read_cifar(batches, meta, "coarse_labels", "coarse_label_names", 20, None, image_size)
-    return _Plan(root, batches + ([meta] if meta else []), read, 20, image_size)
-
-
-# --- STL-10 ----------------------------------------------------------------------------------
-
-
-def _plan_stl10(path, spec, split, image_size):
-    root = _descend(_require_dir(path, spec), "stl10_binary")
-    parts = {"all": ["train", "test"], "all+unlabeled": ["train", "test", "unlabeled"]}.get(split, [split])
-    sources = []  # (images file, labels file or None: the unlabeled part has no labels)
-    for part in parts:
-        x = _require(root, f"{part}_X.bin", spec)
-        y = None if part == "unlabeled" else _require(root, f"{part}_y.bin", spec)
-        sources.append((x, y))
-    names_path = root / "class_names.txt" if (root / "class_names.txt").is_file() else None
-
-    def read(progress, workers):
-        counts = [formats.stl_image_count(x) for x, _ in sources]
-        # One preallocated output filled part by part: all+unlabeled is ~3 GB, so no concatenation.
-        images = np.empty((sum(counts), formats.STL_SIDE, formats.STL_SIDE, 3), dtype=np.uint8)
-        labels = np.full(sum(counts), -1, dtype=np.int64)
-        start = 0
-        for (x, y), count in zip(sources, counts):
-            formats.read_stl_images_into(x, images[start : start + count])
-            if y is not None:
-                labels[start : start + count] = formats.read_stl_labels(y, count)
-            start += count
-        names = None
-        if names_path is not None:
-            names = _read_lines(names_path)
-            if len(names) != 10:
-                raise BadInput(f"{names_path} lists {len(names)} class names, expected 10.")
-        return _maybe_resize(images, image_size, workers), labels, names
-
-    files = [f for pair in sources for f in pair if f is not None] + ([names_path] if names_path else [])
-    return _Plan(root, files, read, 10, image_size)
-
-
-def _read_lines(path: Path) -> list[str]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise BadInput(f"cannot read {path} as UTF-8 text ({exc}).") from exc
-    return [line.strip() for line in text.splitlines() if line.strip()]
-
-
-# --- image folders: ImageNet subsets, Tiny-ImageNet, folder: ---------------------------------
-
-
-def _images_plan(root, files, labels, class_names, num_classes, size, spec):
-    labels = np.asarray(labels, dtype=np.int64)
-
-    def read(progress, workers):
-        return read_image_files(files, size, spec, progress, workers), labels, class_names
-
-    ids = [Path(f).relative_to(root).as_posix() if Path(f).is_relative_to(root) else Path(f).name for f in files]
-    return _Plan(root, list(files), read, num_classes, size, ids)
-
-
-def _plan_imagenet_subset(synsets: Mapping[str, str]):
-    def plan(path, spec, split, image_size):
-        root = _require_dir(path, spec)
-        # Also accept the ILSVRC root that holds train/ next to val/.
-        if not any((root / s).is_dir() for s in synsets) and (root / "train").is_dir():
-            root = root / "train"
-        missing = [s for s in synsets if not (root / s).is_dir()]
-        if missing:
-            more = f" (and {len(missing) - 3} more)" if len(missing) > 3 else ""
-            noun = "folder" if len(missing) == 1 else "folders"
-            raise BadInput(f"{spec} is missing synset {noun} {', '.join(missing[:3])}{more}.")
-        files, labels = [], []
-        for index, synset in enumerate(synsets):
-            found = list_images(root / synset, recursive=True)
-            if not found:
-                raise BadInput(f"{spec} has no images in synset folder {synset}.")
-            files += found
-            labels += [index] * len(found)
-        size = _resolve_image_size(image_size, DEFAULT_IMAGENET_SIZE)
-        return _images_plan(root, files, labels, list(synsets.values()), len(synsets), size, spec)
-
-    return plan
-
-
-def _plan_tiny_imagenet(path, spec, split, image_size):
-    root = _descend(_require_dir(path, spec), "tiny-imagenet-200")
-    wnids_path = _require(root, "wnids.txt", spec)
-    # Sorted, as torchvision's ImageFolder over train/ orders them (wnids.txt itself is unsorted).
-    wnids = sorted(set(_read_lines(wnids_path)))
-    if not wnids:
-        raise BadInput(f"{wnids_path} lists no classes.")
-    index = {w: i for i, w in enumerate(wnids)}
-    words_path = root / "words.txt"
-    words = _read_words(words_path) if words_path.is_file() else {}
-    class_names = [words.get(w, w) for w in wnids]
-
-    files, labels = [], []
-    meta = [wnids_path] + ([words_path] if words_path.is_file() else [])
-    for part in _split_parts(split):
-        if part == "train":
-            for wnid in wnids:
-                folder = root / "train" / wnid / "images"
-                if not folder.is_dir():
-                    raise BadInput(f"{spec} is missing train/{wnid}/images.")
-                found = list_images(folder, recursive=False)
-                files += found
-                labels += [index[wnid]] * len(found)
-        else:
-            annotations = _require(root, "val/val_annotations.txt", spec)
-            meta.append(annotations)
-            val_dir = root / "val" / "images"
-            present = {p.name for p in list_images(val_dir, recursive=False)} if val_dir.is_dir() else set()
-            for lineno, line in enumerate(_read_lines(annotations), start=1):
-                fields = line.split("\t")
-                if len(fields) < 2 or fields[1] not in index:
-                    raise BadInput(f"{annotations} line {lineno} does not name an image and a wnid from wnids.txt.")
-                if fields[0] not in present:
-                    raise BadInput(f"{spec} is missing val/images/{fields[0]} (listed in val_annotations.txt).")
-                files.append(val_dir / fields[0])
-                labels.append(index[fields[1]])
-    plan = _images_plan(root, files, labels, class_names, len(wnids), _resolve_image_size(image_size, 64), spec)
-    plan.files += meta
-    return plan
-
-
-def _read_words(path: Path) -> dict[str, str]:
-    """words.txt: 'wnid<TAB>synonym, synonym, …' → wnid → first synonym (short enough for plots)."""
-    words = {}
-    for line in _read_lines(path):
-        wnid, _, names = line.partition("\t")
-        if names:
-            words[wnid.strip()] = names.split(",")[0].strip()
-    return words
-
-
-def _plan_folder(path, spec, split, image_size):
-    root = _require_dir(path, spec)
-    try:
-        entries = sorted(os.scandir(root), key=lambda e: e.name)
-        class_dirs = [e.name for e in entries if e.is_dir() and not e.name.startswith(".")]
-        loose = [e.name for e in entries if e.is_file() and is_image_file(e.name)]
-    except OSError as exc:
-        raise BadInput(f"cannot list {root}: {exc.strerror or exc}.") from exc
-    if not class_dirs:
-        # Flat folder: an unlabeled image collection.
-        files = list_images(root, recursive=False)
-        if not files:
-            raise BadInput(f"{spec} contains no images.")
-        return _images_plan(root, files, [-1] * len(files), None, None, image_size, spec)
-    if loose:
-        # Mixing both layouts is ambiguous: silently ignoring the loose images would drop data.
-        raise BadInput(
-            f"{spec} has both class subfolders and loose images (e.g. {loose[0]}); "
-            f"put every image in a class subfolder, or use a flat folder."
-        )
-    files, labels = [], []
-    for index, name in enumerate(class_dirs):
-        found = list_images(root / name, recursive=True)
-        if not found:
-            raise BadInput(f"{spec} has a class folder '{name}' with no images.")
-        files += found
-        labels += [index] * len(found)
-    return _images_plan(root, files, labels, class_dirs, len(class_dirs), image_size, spec)
-
-
-# --- npz / h5 --------------------------------------------------------------------------------
-
-
-def _arrays_to_dataset(images, labels, class_names, path, image_size, workers):
-    images = formats.coerce_images(np.asarray(images), path)
-    if labels is None:
-        labels = np.full(images.shape[0], -1, dtype=np.int64)
-    else:
-        labels = formats.coerce_labels(np.asarray(labels), images.shape[0], path)
-    names = None
-    if class_names is not None:
-        names = [n.decode("utf-8") if isinstance(n, bytes) else str(n) for n in np.asarray(class_names).reshape(-1)]
-        if labels.size and labels.max() >= len(names):
-            raise BadInput(f"{path} has labels up to {labels.max()} but only {len(names)} class_names.")
-    return _maybe_resize(images, image_size, workers), labels, names
-
-
-def _num_classes(labels: np.ndarray, class_names: list[str] | None) -> int | None:
-    if class_names is not None:
-        return len(class_names)
-    known = labels[labels >= 0]
-    return int(np.unique(known).size) if known.size else None
-
-
-def _plan_npz(path, spec, split, image_size):
-    file = _require_file_path(path, spec)
-
-    def read(progress, workers):
-        import zipfile
-
-        try:
-            # allow_pickle=False: an npz of object arrays could run code when loaded.
-            with np.load(file, allow_pickle=False) as archive:
-                if not hasattr(archive, "files"):
-                    raise BadInput(f"{file} is a .npy array, not an .npz archive with an 'images' array.")
-                if "images" not in archive.files:
-                    raise BadInput(f"{file} has no 'images' array (it has: {', '.join(archive.files) or 'nothing'}).")
-                images = archive["images"]
-                labels = archive["labels"] if "labels" in archive.files else None
-                names = archive["class_names"] if "class_names" in archive.files else None
-        except BadInput:
-            raise
-        except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-            raise BadInput(f"{file} is not a readable .npz file ({exc}).") from exc
-        return _arrays_to_dataset(images, labels, names, file, image_size, workers)
-
-    return _Plan(file.parent, [file], read, None, image_size)
-
-
-def _plan_h5(path, spec, split, image_size):
-    file = _require_file_path(path, spec)
-
-    def read(progress, workers):
-        import h5py
-
-        try:
-            with h5py.File(file, "r") as h5:
-                def array(name):
-                    node = h5.get(name)
-                    if node is None:
-                        return None
-                    if not isinstance(node, h5py.Dataset):
-                        raise BadInput(f"{file} has '{name}' as a group, expected a dataset.")
-                    return node[()]
-
-                images = array("images")
-                if images is None:
-                    raise BadInput(f"{file} has no 'images' dataset (it has: {', '.join(h5.keys()) or 'nothing'}).")
-                labels, names = array("labels"), array("class_names")
-        except BadInput:
-            raise
-        except (OSError, ValueError, KeyError) as exc:
-            raise BadInput(f"{file} is not a readable HDF5 file ({exc}).") from exc
-        return _arrays_to_dataset(images, labels, names, file, image_size, workers)
-
-    return _Plan(file.parent, [file], read, None, image_size)
-
-
-_PLANNERS = {
-    "digits": _plan_digits,
-    "mnist": _plan_idx([str(i) for i in range(10)]),
-    "fashion-mnist": _plan_idx(FASHION_MNIST_CLASSES),
-    "cifar10": _plan_cifar10,
-    "cifar100-20": _plan_cifar100_20,
-    "stl10": _plan_stl10,
-    "imagenet10": _plan_imagenet_subset(IMAGENET10_SYNSETS),
-    "imagenet-dogs": _plan_imagenet_subset(IMAGENET_DOGS_SYNSETS),
-    "tiny-imagenet": _plan_tiny_imagenet,
-    "folder": _plan_folder,
-    "npz": _plan_npz,
-    "h5": _plan_h5,
-}
-assert _PLANNERS.keys() == _KINDS.keys()
+assert PLANNERS.keys() == _KINDS.keys()
 
 
 def _plan(spec: str, split: str, image_size: int | None) -> tuple[str, str, str, _Plan]:
@@ -615,7 +161,7 @@ def _plan(spec: str, split: str, image_size: int | None) -> tuple[str, str, str,
     image_size = None if image_size is None else int(image_size)
     # ImageNet subsets have only a train split; `all` reads the same images.
     effective_split = info.same_as_all if split == "all" and info.same_as_all else split
-    plan = _PLANNERS[kind](path, normalised, effective_split, image_size)
+    plan = PLANNERS[kind](path, normalised, effective_split, image_size)
     return kind, normalised, effective_split, plan
 
 
@@ -698,3 +244,53 @@ def load_dataset(
         fingerprint=fingerprint,
         ids=list(plan.ids) if plan.ids is not None and len(plan.ids) == len(labels) else None,
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# Probing: the shape a spec would load, cheaply (for the auto preset)
+
+# (side, channels) and images per split of the kinds whose files fix them.
+_NATIVE = {
+    "digits": (8, 1, {"all": 1797}),
+    "mnist": (28, 1, {"train": 60000, "test": 10000}),
+    "fashion-mnist": (28, 1, {"train": 60000, "test": 10000}),
+    "cifar10": (32, 3, {"train": 50000, "test": 10000}),
+    "cifar100-20": (32, 3, {"train": 50000, "test": 10000}),
+    "stl10": (96, 3, {"train": 5000, "test": 8000, "unlabeled": 100000}),
+}
+
+
+@dataclass(frozen=True)
+class DatasetShape:
+    n: int
+    height: int
+    width: int
+    channels: int
+
+
+def probe_dataset(spec: str, split: str = "all", image_size: int | None = None) -> DatasetShape:
+    """N, H, W, C that `load_dataset(spec, split, image_size)` would give, without decoding the images
+    (image folders: the file count and the first image's header)."""
+    kind, normalised, effective_split, plan = _plan(spec, split, image_size)
+    if kind in _NATIVE:
+        side, channels, counts = _NATIVE[kind]
+        parts = {"all": ["train", "test"], "all+unlabeled": ["train", "test", "unlabeled"]}.get(effective_split,
+                                                                                            [effective_split])
+        n = counts["all"] if "all" in counts else sum(counts[p] for p in parts)
+        side = plan.image_size or side
+        return DatasetShape(n, side, side, channels)
+    if plan.ids is not None:  # image files: decoded as RGB
+        if plan.image_size:
+            return DatasetShape(len(plan.ids), plan.image_size, plan.image_size, 3)
+        from PIL import Image, UnidentifiedImageError
+
+        first = plan.files[0]
+        try:
+            with Image.open(first) as img:
+                width, height = img.size
+        except (UnidentifiedImageError, OSError) as exc:
+            raise BadInput(f"{first} is not a readable image ({exc}).") from exc
+        return DatasetShape(len(plan.ids), height, width, 3)
+    images, _, _ = plan.read(None, None)  # npz / h5: the arrays themselves
+    n, h, w, c = images.shape
+    return DatasetShape(n, h, w, c)

@@ -28,3 +28,26 @@ def scan_loss(anchor_logits: torch.Tensor, neighbor_logits: torch.Tensor, entrop
     p_anchor = torch.softmax(anchor_logits, dim=1)
     p_neighbor = torch.softmax(neighbor_logits, dim=1)
     return scan_consistency(p_anchor, p_neighbor) - entropy_weight * batch_entropy(p_anchor)
+
+
+def scan_loss_over_table(probs: torch.Tensor, table: torch.Tensor, entropy_weight: float,
+                         block_rows: int = 4096) -> torch.Tensor:
+    """Eq. 14-15 over a whole set: the head-selection criterion of scanplus.md §6.5.
+
+    `probs` [N, C] are one head's softmax outputs on the un-augmented images and `table` [N, q]
+    each anchor's neighbours (−1 padding ignored). The consistency term averages
+    −log⟨p_i, p_j⟩ over every valid (i, j) pair, i.e. the sum over v ∈ N_x of Eq. 14 divided by
+    the number of pairs; the entropy term uses the mean prediction over all N images (Eq. 15).
+    Rows go `block_rows` at a time, so the gathered [rows, q, C] block stays small for C = 1000.
+    """
+    total = torch.zeros((), dtype=torch.float64)
+    pairs = 0
+    for begin in range(0, len(table), block_rows):
+        rows = table[begin:begin + block_rows]
+        valid = rows >= 0
+        partner = probs[rows.clamp_min(0)]  # [b, q, C]
+        agreement = (probs[begin:begin + len(rows), None, :] * partner).sum(-1).clamp_min(1e-7)
+        total = total + (torch.log(agreement) * valid).sum().double()
+        pairs += int(valid.sum())
+    consistency = -(total / max(pairs, 1)).to(probs.dtype)
+    return consistency - entropy_weight * batch_entropy(probs)

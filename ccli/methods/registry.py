@@ -86,6 +86,26 @@ register(MethodInfo(
     "DCACN (seed 003): CBAM backbone, multi-crop views, decoupled instance and cluster contrast.",
     consumes=("images", "checkpoint"), requires=(("images",),),
 ))
+register(MethodInfo(
+    "scan", "ccli.methods.scan",
+    "SCAN (Van Gansbeke et al. 2020): neighbour consistency + entropy on top-q neighbours, multi-head, optional self-labelling.",
+    consumes=("images", "checkpoint", "neighbors"), requires=(("images",),),
+))
+register(MethodInfo(
+    "scan+", "ccli.methods.scan_plus",
+    "scan+ (seed 004): SCAN's clustering step on MoBY features and multi-view (4q→2q→q) neighbours.",
+    consumes=("images", "checkpoint", "neighbors"), requires=(("images",),),
+))
+register(MethodInfo(
+    "selfpaced", "ccli.methods.selfpaced",
+    "Self-paced instance contrast (thesis 001 Ch. 3): AE, centre + augmentation loss, thresholded pair contrast.",
+    consumes=("images",), requires=(("images",),),
+))
+register(MethodInfo(
+    "graph", "ccli.methods.graph",
+    "Graph instance-cluster contrast (thesis 001 Ch. 4): conv AE + self-expression graph A = C + Cᵀ, top-k pairs.",
+    consumes=("images", "graph"), requires=(("images",),),
+))
 
 
 def method_names() -> list[str]:
@@ -133,7 +153,8 @@ def check_inputs(info: MethodInfo, given: Mapping[str, Any]) -> None:
 # Configuration
 # ------------------------------------------------------------------------------------------
 # Command-line options that are shorthands for config keys (`--epochs 5` = `--set epochs=5`).
-OPTION_KEYS = {"--k": "num_clusters", "--seed": "seed", "--epochs": "epochs", "--batch-size": "batch_size"}
+OPTION_KEYS = {"--k": "num_clusters", "--seed": "seed", "--epochs": "epochs", "--batch-size": "batch_size",
+               "--image-size": "image_size"}
 
 
 def resolve_method_config(module: ModuleType, method: str, preset: str | None, sets: Sequence[str] = (),

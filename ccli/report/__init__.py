@@ -1,6 +1,6 @@
-"""Reports over run folders: a markdown/HTML table of scores plus PNG plots."""
+"""Reports over run folders: tables of scores (mean ± std over seeds, paper numbers beside) and figures."""
 
-from ccli.report.collect import RunSummary, collect_run
-from ccli.report.render import write_report
+from ccli.report.collect import RunSummary, collect_run, collect_runs
+from ccli.report.render import FORMATS, MAPS, write_report
 
-__all__ = ["RunSummary", "collect_run", "write_report"]
+__all__ = ["FORMATS", "MAPS", "RunSummary", "collect_run", "collect_runs", "write_report"]

@@ -519,8 +519,12 @@ def _not_hdf5(path: Path) -> str:
         head = b""
     if head.startswith(b"\x93NUMPY"):
         return "a NumPy .npy array, not an HDF5 artifact; pass it where features are expected or `ccli import` it"
+    if path.suffix.lower() in (".pt", ".pth", ".ckpt"):
+        return "a PyTorch checkpoint, not an HDF5 artifact"
     if head.startswith(b"PK"):
-        return "a zip (.npz) archive, not an HDF5 artifact; pass it where features are expected or `ccli import` it"
+        if path.suffix.lower() == ".npz":
+            return "a NumPy .npz archive, not an HDF5 artifact; pass it where features are expected or `ccli import` it"
+        return "a zip archive, not an HDF5 artifact"
     if head.startswith(b"\x89HDF"):
         return "an HDF5 file that cannot be read (truncated or corrupt)"
     return "not an HDF5 file (expected a ccli artifact; `ccli import` turns .npy/.npz/.csv features into one)"

@@ -224,6 +224,9 @@ def list_entries(root: Path, kind: str | None = None) -> list[CacheEntry]:
                 with open_artifact(path, k) as art:
                     main = {"features": "features", "neighbors": "indices", "graph": "indptr", "predictions": "labels"}[k]
                     shape = "×".join(str(s) for s in art.shape(main))
+                    if k == "graph":  # N × N, not the CSR indptr's N + 1
+                        n = art.shape("indptr")[0] - 1
+                        shape = f"{n}×{n}"
                     entries.append(CacheEntry(path, k, art.key, size, art.created, shape, True))
             except (BadInput, KeyError, OSError, ValueError) as exc:
                 entries.append(CacheEntry(path, k, path.stem, size, "", "", False, str(exc)))

@@ -124,10 +124,24 @@ def view_dataset_names(views: list[str], draws: int) -> list[tuple[str, str, int
     return out
 
 
+def _embed_size(model, image_size: Optional[int], checkpoint) -> int:
+    if image_size is None or int(image_size) == model.image_size:
+        return model.image_size
+    from ccli.models import backbone_entry
+
+    if int(image_size) < 1:
+        raise BadInput(f"--image-size {image_size} must be a positive number of pixels.")
+    try:
+        backbone_entry(model.info["backbone"]["name"], model.in_channels, int(image_size))
+    except BadInput as exc:
+        raise BadInput(f"--image-size {image_size}: {exc}") from exc
+    return int(image_size)
+
+
 def embed(checkpoint, data_spec: Optional[str] = None, split: Optional[str] = None, layer: str = "projector",
           views: str = "clean", draws: int = 1, batch_size: int = 512, device: str = "auto", seed: int = 0,
           out: Optional[Path] = None, cache_dir=None, force: bool = False, dtype: str = "float32",
-          cutout: Optional[int] = None) -> tuple[Path, bool]:
+          cutout: Optional[int] = None, image_size: Optional[int] = None) -> tuple[Path, bool]:
     """Write (or find in the cache) the features artifact of a checkpoint on a dataset; see module doc."""
     import torch
 
@@ -153,7 +167,9 @@ def embed(checkpoint, data_spec: Optional[str] = None, split: Optional[str] = No
     data_spec = data_spec or model.info["data"]["spec"]
     split = split or model.info["data"].get("split", "all")
     dev = resolve_device(device)
-    dataset = load_dataset(data_spec, split=split, image_size=model.image_size)
+    # --image-size: embed at another size than the checkpoint's (the backbone must take it).
+    size = _embed_size(model, image_size, checkpoint)
+    dataset = load_dataset(data_spec, split=split, image_size=size)
     n, h, w, c = dataset.images.shape
     if c != model.in_channels:
         raise BadInput(f"--data {data_spec} has {c}-channel images but checkpoint {checkpoint} was trained on "
@@ -167,7 +183,7 @@ def embed(checkpoint, data_spec: Optional[str] = None, split: Optional[str] = No
     # Cutout's side: the caller's, else the one stage 1 trained with (scan+ uses one L for both).
     cutout = cutout if cutout is not None else stage1.get("cutout")
     config = {"layer": layer, "views": view_names, "draws": draws if stored else 1, "seed": seed if stored else 0,
-              "split": split, "dtype": dtype, "image_size": model.image_size, "cutout": cutout,
+              "split": split, "dtype": dtype, "image_size": size, "cutout": cutout,
               "view_flip_p": flip_p if stored else None}
     key = content_key("features", config, [f"checkpoint:{identity}", f"data:{dataset.fingerprint}"])
     path = output_path(out, cache_root(cache_dir), "features", key, force=force)
