@@ -220,9 +220,19 @@ def build_config(cls: type[T], layers: Sequence[tuple[str, Mapping[str, Any]]], 
     for head, sub_layers in nested.items():
         default = getattr(start, head) if start is not None else _field_default(fields[head])
         values[head] = build_config(hints[head], sub_layers, prefix=f"{prefix}{head}.", base=default)
-    if start is not None:
-        return dataclasses.replace(start, **values)
-    return cls(**values)
+    result = dataclasses.replace(start, **values) if start is not None else cls(**values)
+    _check_temperatures(result, prefix)
+    return result
+
+
+def _check_temperatures(config: Any, prefix: str = "") -> None:
+    """A temperature (a field named tau, tau_*, or *temperature*) divides similarities: it must be > 0."""
+    for f in dataclasses.fields(config):
+        name = f.name
+        if name == "tau" or name.startswith("tau_") or "temperature" in name:
+            value = getattr(config, name)
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and not value > 0:
+                raise BadInput(f"{prefix}{name}={value} must be positive (it is a temperature).")
 
 
 def _field_default(f: dataclasses.Field) -> Any:

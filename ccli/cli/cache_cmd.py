@@ -102,7 +102,7 @@ def info(
     from ccli.store.cache import cache_root, find_entry
     from ccli.store.runs import find_run
 
-    root = cache_root(cache_dir)
+    root = cache_root(cache_dir, must_exist=True)
     run = find_run(root, ref)
     if run is not None:
         _print_run(run, json_out)
@@ -167,20 +167,23 @@ def verify(
 ) -> None:
     setup(quiet)
     from ccli import log
-    from ccli.store import verify_artifact
-    from ccli.store.cache import cache_root, find_entry, list_entries
+    from ccli.store.cache import cache_root, verify_cache, verify_paths
 
-    root = cache_root(cache_dir)
-    paths = [find_entry(root, r) for r in refs] if refs else [e.path for e in list_entries(root)]
-    report = {str(p): verify_artifact(Path(p)) for p in paths}
-    damaged = {p: probs for p, probs in report.items() if probs}
+    root = cache_root(cache_dir, must_exist=True)
+    report = verify_paths(root, refs) if refs else verify_cache(root)
     if json_out:
-        emit_json({"checked": len(report), "damaged": damaged})
+        payload = {"checked": report.checked, "damaged": report.damaged}
+        if report.leftovers:  # temps of killed writers, stale locks: `gc` removes them
+            payload["leftovers"] = [{"path": p, "reason": why} for p, why in report.leftovers]
+        emit_json(payload)
     else:
-        for path, problems in damaged.items():
+        for path, problems in report.damaged.items():
             log.error(f"{path}: {'; '.join(problems)}")
-        log.info(f"{len(report)} artifact(s) checked, {len(damaged)} damaged.")
-    if damaged:
+        if report.leftovers:
+            log.warn(f"{len(report.leftovers)} leftover file(s) of killed or finished processes "
+                     f"(e.g. {report.leftovers[0][0]}, {report.leftovers[0][1]}); `ccli cache gc` removes them.")
+        log.info(f"{report.checked} item(s) checked, {len(report.damaged)} damaged file(s).")
+    if report.damaged:
         raise typer.Exit(1)
 
 
@@ -198,7 +201,7 @@ def gc(
 ) -> None:
     setup(quiet)
     from ccli import log
-    from ccli.store.cache import cache_root, plan_gc
+    from ccli.store.cache import cache_root, plan_gc, remove
 
     _check_kind(kind)
     limit = _parse_size(max_size) if max_size else None
@@ -206,13 +209,13 @@ def gc(
         from ccli.errors import BadInput
 
         raise BadInput(f"--older-than {older_than} must be a non-negative number of days.")
-    root = cache_root(cache_dir)
+    root = cache_root(cache_dir, must_exist=True)
     doomed = plan_gc(root, kind=kind, older_than_days=older_than, max_bytes=limit)
     freed = 0
     for path, reason in doomed:
         size = path.stat().st_size if path.exists() else 0
         if not dry_run:
-            path.unlink(missing_ok=True)
+            remove(path)
         freed += size
         log.info(f"{'would remove' if dry_run else 'removed'} {path} ({reason}, {_human(size)})")
         typer.echo(str(path))

@@ -30,7 +30,9 @@ SetOpt = Annotated[
 ]
 CacheDirOpt = Annotated[
     Optional[Path],
-    typer.Option("--cache-dir", envvar="CCLI_CACHE", help="Artifact cache folder [env CCLI_CACHE; default ~/.cache/ccli]."),
+    # $CCLI_CACHE is read by ccli.store.cache_root, not here: an explicit --cache-dir that does not
+    # exist is a typo the read-only cache commands refuse, an unset-up $CCLI_CACHE an empty cache.
+    typer.Option("--cache-dir", help="Artifact cache folder [env CCLI_CACHE; default ~/.cache/ccli]."),
 ]
 OutOpt = Annotated[Optional[Path], typer.Option("-o", "--out", help="Output file (default: the cache).")]
 DataOpt = Annotated[str, typer.Option("--data", metavar="SPEC", help="Dataset spec, e.g. digits, fashion-mnist:DIR, cifar10:DIR.")]

@@ -43,6 +43,9 @@ def embed_command(
     verbose: VerboseOpt = False,
 ) -> None:
     setup(quiet, verbose)
+    from ccli.devices import check_device
+
+    check_device(device)  # before anything is read from or written to the cache
     from ccli import log
     from ccli.methods.pretrain import embed
 

@@ -66,6 +66,9 @@ def graph_command(
     verbose: VerboseOpt = False,
 ) -> None:
     setup(quiet, verbose)
+    from ccli.devices import check_device
+
+    check_device(device)  # before anything is read from or written to the cache
     from ccli.errors import BadInput
     from ccli.graph.build import build_knn_graph, build_self_expressive_graph
     from ccli.graph.self_expressive import SelfExpressiveParams

@@ -112,7 +112,7 @@ def run(argv: list[str] | None = None) -> None:
     except CcliError as exc:
         if debug:
             traceback.print_exc()
-        log.error(str(exc))
+        log.error(str(exc).replace("\n", " "))
         code = exc.exit_code
     except MemoryError as exc:
         if debug:
@@ -126,8 +126,12 @@ def run(argv: list[str] | None = None) -> None:
         # Typer ships its own copy of Click in recent versions, so its exceptions are
         # recognised by shape rather than by class: usage errors can show() themselves,
         # Exit/Abort carry an exit code or are named so.
-        if hasattr(exc, "show") and hasattr(exc, "exit_code"):
-            exc.show()
+        if hasattr(exc, "format_message") and hasattr(exc, "exit_code"):
+            # A usage error (unknown option, a value of the wrong type): one line, like every
+            # other bad input, naming the command whose --help explains it.
+            ctx = getattr(exc, "ctx", None)
+            where = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+            log.error(f"{_sentence(exc.format_message())}{where}.")
             sys.exit(exc.exit_code)
         if type(exc).__name__ == "Exit" and hasattr(exc, "exit_code"):
             sys.exit(exc.exit_code)
@@ -136,6 +140,21 @@ def run(argv: list[str] | None = None) -> None:
             sys.exit(130)
         if debug:
             traceback.print_exc()
-        log.error(f"unexpected {type(exc).__name__}: {exc} (rerun with --debug for the traceback).")
+        from ccli.store.space import is_no_space
+
+        if is_no_space(exc):
+            where = f" writing {exc.filename}" if isinstance(exc, OSError) and exc.filename else ""
+            log.error(f"no space left on device{where}; free some space (e.g. `ccli cache gc`) and rerun.")
+        elif isinstance(exc, OSError) and exc.strerror:
+            where = f" ({exc.filename})" if exc.filename else ""
+            log.error(f"{exc.strerror}{where}.")
+        else:
+            text = " ".join(str(exc).split())
+            log.error(f"unexpected {type(exc).__name__}: {text} (rerun with --debug for the traceback).")
         code = 1
     sys.exit(code)
+
+
+def _sentence(text: str) -> str:
+    """A message on one line, ending without a full stop (the caller adds the ending)."""
+    return " ".join(str(text).split()).rstrip(".")

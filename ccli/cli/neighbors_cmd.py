@@ -71,6 +71,9 @@ def neighbors_command(
     verbose: VerboseOpt = False,
 ) -> None:
     setup(quiet, verbose)
+    from ccli.devices import check_device
+
+    check_device(device)  # before anything is read from or written to the cache
     from ccli.config import resolve_config
     from ccli.neighbors.build import compute_neighbors
     from ccli.neighbors.config import NeighborsConfig

@@ -60,6 +60,9 @@ def pretrain_command(
     verbose: VerboseOpt = False,
 ) -> None:
     setup(quiet, verbose)
+    from ccli.devices import check_device
+
+    check_device(device)  # before anything is read from or written to the cache
     from ccli.methods.pretrain import pretrain
 
     overrides: dict[str, Any] = {
@@ -74,9 +77,9 @@ def pretrain_command(
 
     preset, sets, chosen = auto_resolve(preset, data, split, device, valid_keys(PretrainConfig), sets or (),
                                         overrides, image_size, flat_config(PretrainConfig()).get("engine.epochs"))
-    if chosen:
-        log.info(chosen)
     config = resolve_pretrain_config(preset, sets, overrides)
+    if chosen:
+        log.info(chosen)  # after the config is validated: a refused command prints one sentence only
     result = pretrain(config, data, split, out=out, cache_dir=cache_dir, force=force)
     if json_out:
         last = result.history[-1] if result.history else {}

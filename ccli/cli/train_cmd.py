@@ -66,6 +66,9 @@ def train_command(
     verbose: VerboseOpt = False,
 ) -> None:
     setup(quiet, verbose)
+    from ccli.devices import check_device
+
+    check_device(device)  # before anything is read from or written to the cache
     from ccli import log
     from ccli.errors import BadInput
     from ccli.methods import registry
@@ -97,9 +100,9 @@ def train_command(
         preset, data, split, device, valid_keys(module.Config), sets or (),
         {registry.OPTION_KEYS[o]: v for o, v in options.items()}, image_size,
         flat_config(module.Config()).get("engine.epochs"))
-    if chosen:
-        log.info(chosen)
     config = registry.resolve_method_config(module, method, preset, sets, options)
+    if chosen:
+        log.info(chosen)  # after the config is validated: a refused command prints one sentence only
     result = registry.train(method, inputs, config, out=out, cache_dir=cache_dir, device=device, force=force)
     if result.cached:
         log.info(f"cached run {result.run_dir} (same inputs and config; --force retrains)")

@@ -13,7 +13,7 @@ import secrets
 from pathlib import Path
 from typing import Any
 
-from ccli.errors import BadInput, CcliError
+from ccli.errors import BadInput
 
 FORMAT = "ccli-checkpoint"
 VERSION = 1
@@ -22,28 +22,45 @@ VERSION = 1
 def save_atomic(payload: dict[str, Any], path: str | os.PathLike) -> Path:
     import torch
 
+    from ccli.store.space import ensure_space, write_error
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".{path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
+    # The tensors are most of a checkpoint's bytes: refuse before writing when they cannot fit
+    # (torch.save on a full disk fails deep inside its zip writer).
+    ensure_space(path, _tensor_bytes(payload))
     try:
         with open(tmp, "wb") as fh:
             torch.save({"format": FORMAT, "version": VERSION, **payload}, fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except OSError as exc:
-        raise CcliError(f"cannot write checkpoint {path}: {exc.strerror or exc}.") from exc
+    except (OSError, RuntimeError) as exc:
+        raise write_error(path, exc) from exc
     finally:
-        if tmp.exists():
+        try:
             tmp.unlink()
+        except FileNotFoundError:
+            pass
     return path
+
+
+def _tensor_bytes(value) -> int:
+    """Bytes of the tensors in a (nested) checkpoint payload."""
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        return value.numel() * value.element_size()
+    if isinstance(value, dict):
+        return sum(_tensor_bytes(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return sum(_tensor_bytes(v) for v in value)
+    return 0
 
 
 def load_checkpoint(path: str | os.PathLike, what: str = "checkpoint") -> dict[str, Any]:
     """Load a ccli checkpoint on CPU, or raise BadInput naming the file and the problem."""
-    import pickle
-    import zipfile
-
     import torch
 
     path = Path(path)
@@ -54,14 +71,28 @@ def load_checkpoint(path: str | os.PathLike, what: str = "checkpoint") -> dict[s
         raise BadInput(f"{label} is a directory, not a checkpoint file.")
     if path.stat().st_size == 0:
         raise BadInput(f"{label} is empty.")
+    if not os.access(path, os.R_OK):
+        raise BadInput(f"{label} is not readable (permission denied).")
+    from ccli.store.cache import check_zip
+
+    damage = check_zip(path)  # every member's CRC-32: flipped bytes are caught here, not trusted
+    if damage and damage[0].startswith("not a"):
+        raise BadInput(f"{label} cannot be read (truncated or not a ccli checkpoint).")
+    if damage:
+        raise BadInput(f"{label} is damaged: {damage[0]}.")
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, zipfile.BadZipFile, pickle.UnpicklingError, OSError, ValueError) as exc:
-        raise BadInput(f"{label} cannot be read (truncated or not a ccli checkpoint).") from exc
+    except (MemoryError, KeyboardInterrupt):
+        raise
+    except Exception as exc:  # noqa: BLE001 - garbage bytes fail in many ways (IndexError, KeyError, …)
+        raise BadInput(f"{label} cannot be read (truncated, damaged or not a ccli checkpoint).") from exc
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise BadInput(f"{label} is not a ccli checkpoint.")
-    if int(data.get("version", 0)) > VERSION:
-        raise BadInput(f"{label} has checkpoint version {data['version']}, newer than this ccli reads ({VERSION}).")
+    version = data.get("version", 0)
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise BadInput(f"{label} has checkpoint version {version!r}, which is not an integer (damaged).")
+    if version > VERSION:
+        raise BadInput(f"{label} has checkpoint version {version}, newer than this ccli reads ({VERSION}).")
     return data
 
 

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -89,6 +90,17 @@ class EngineConfig:
     threads: int = 0  # torch intra-op threads on CPU; 0 keeps torch's default
     workers: int = -1  # DataLoader workers for augment_on=cpu; -1 = cores − 1 (≤ 8)
     augment_on: str = "gpu"  # gpu: batched on the training device (CPU tensors too) | cpu: per-sample workers
+
+    def __post_init__(self) -> None:
+        # A run of zero epochs would write an untrained checkpoint that counts as complete.
+        for name in ("epochs", "batch_size"):
+            value = getattr(self, name)
+            if isinstance(value, int) and not isinstance(value, bool) and value < 1:
+                raise BadInput(f"{name}={value} must be at least 1.")
+        for name in ("warmup_epochs", "grad_clip", "weight_decay"):
+            value = getattr(self, name)
+            if isinstance(value, (int, float)) and not value >= 0:
+                raise BadInput(f"{name}={value} must be 0 or more.")
 
 
 @dataclass
@@ -342,7 +354,7 @@ def _replace_stage_lines(path: Path, stage: str, history: list) -> None:
                 continue  # a line cut short by a kill: the checkpoint's history has the epoch
             if not (isinstance(record, dict) and "epoch" in record and record.get("stage", "") == stage):
                 kept.append(line)
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     with open(tmp, "w") as fh:
         for line in kept:
             fh.write(line + "\n")

@@ -91,8 +91,9 @@ def _resolve_neighbors(
         n = ft.shape("features")[0]
     if k >= n:
         raise BadInput(f"--knn {k} is not smaller than the number of points in {input_path} (N={n}).")
-    log.info(f"{input_path} is a features artifact: computing its {k} nearest neighbours first.")
-    return compute_neighbors(input_path, NeighborsConfig(k=k), cache_dir=cache_dir, device=device).path
+    path = compute_neighbors(input_path, NeighborsConfig(k=k), cache_dir=cache_dir, device=device).path
+    log.info(f"{input_path} is a features artifact: its {k} nearest neighbours are {path}.")
+    return path
 
 
 def build_knn_graph(
@@ -125,7 +126,7 @@ def build_knn_graph(
         # The neighbours' own inputs (their features) come too, so a consumer given the features
         # can check that this graph was made from them.
         nb_keys = [nb.key, *nb.inputs]
-    path = output_path(out, cache_root(cache_dir), "graph", key)
+    path = output_path(out, cache_root(cache_dir), "graph", key, force=force)
 
     def build(target: Path) -> None:
         started = time.perf_counter()
@@ -167,7 +168,7 @@ def build_self_expressive_graph(
             raise BadInput(f"{features_path} has {n} point(s); a self-expressive graph needs at least 2.")
         key = content_key("graph", config, [art.key])
         features_key = art.key
-    path = output_path(out, cache_root(cache_dir), "graph", key)
+    path = output_path(out, cache_root(cache_dir), "graph", key, force=force)
 
     def build(target: Path) -> None:
         started = time.perf_counter()

@@ -59,12 +59,21 @@ def validate(inputs: Inputs, config: Config, num_clusters: int) -> None:
                            "pretraining recipe with --set pretrain_preset=NAME (the digits preset has one).")
         else:
             _pretrain_config(config)
-    if inputs.features is not None and config.view:
+    if inputs.features is not None:
         from ccli.store import open_artifact
 
+        name = f"views/{config.view}" if config.view else "features"
         with open_artifact(inputs.features, "features", what="--features") as art:
-            if f"views/{config.view}" not in art:
+            if config.view and name not in art:
                 raise BadInput(f"--features {inputs.features} has no view '{config.view}'.")
+            _check_finite(art.read(name), f"--features {inputs.features}", name)
+
+
+def _check_finite(x: np.ndarray, label: str, name: str) -> None:
+    """k-means on NaN or inf gives garbage centroids (and faiss errors): refuse them with the row count."""
+    bad = int((~np.isfinite(np.asarray(x, dtype=np.float64).reshape(len(x), -1))).any(axis=1).sum())
+    if bad:
+        raise BadInput(f"{label}: dataset '{name}' has NaN or inf values in {bad} of {len(x)} rows.")
 
 
 def _pretrain_config(config: Config):

@@ -50,6 +50,12 @@ def resolve_config(art, cfg: NeighborsConfig, device: str) -> NeighborsConfig:
     """Validate against the features file and fill in what depends on it (backend, clusters)."""
     n = art.shape("features")[0]
     check_k(cfg.k, n, str(art.path))
+    if cfg.index == "ivf":
+        lists = cfg.nlist or int(round(2 * n**0.5))
+        if cfg.nlist < 0 or cfg.nprobe < 1:
+            raise BadInput(f"nlist={cfg.nlist} must be 0 (2·√N) or more and nprobe={cfg.nprobe} at least 1.")
+        if lists > n:
+            raise BadInput(f"nlist={lists} IVF lists is more than the {n} points of {art.path}; use a smaller nlist.")
     cfg = replace(cfg, backend=resolve_backend(cfg.backend, cfg.index, device))
     if cfg.multi_view:
         from ccli.neighbors.multiview import check_cascade
@@ -118,13 +124,15 @@ def compute_neighbors(
     block_rows: int = 0,
 ) -> NeighborsResult:
     """Make (or find in the cache) the neighbors artifact for `features_path` under `cfg`."""
+    if block_rows < 0:
+        raise BadInput(f"block_rows={block_rows} must be 0 (automatic) or a positive number of rows.")
     with open_artifact(features_path, "features") as art:
         cfg = resolve_config(art, cfg, device)
         keyed = keyed_config(asdict(cfg))
         key = content_key("neighbors", keyed, [art.key])
         features_key = art.key
         n = art.shape("features")[0]
-    path = output_path(out, cache_root(cache_dir), "neighbors", key)
+    path = output_path(out, cache_root(cache_dir), "neighbors", key, force=force)
 
     def build(target: Path) -> None:
         started = time.perf_counter()
@@ -160,8 +168,19 @@ def _write_labels(writer: ArtifactWriter, art) -> None:
         writer.write("labels", labels)
 
 
+def _read_checked(art, name: str, metric: str) -> np.ndarray:
+    """read_matrix, refusing all-zero rows under cosine (they have no direction to compare)."""
+    x = read_matrix(art, name)
+    if metric == "cosine":
+        zero = int((~np.any(x != 0, axis=1)).sum())
+        if zero:
+            raise BadInput(f"{art.path}: dataset '{name}' has {zero} all-zero row(s) of {len(x)}; cosine similarity "
+                           "is undefined for them (use metric=l2).")
+    return x
+
+
 def _build_plain(art, target, cfg, keyed, key, features_key, device, block_rows) -> None:
-    x = read_matrix(art, "features")
+    x = _read_checked(art, "features", cfg.metric)
     n = len(x)
     params = _search_params(cfg, cfg.k, device, block_rows)
     log.info(f"searching {n:,}×{x.shape[1]} features: k={cfg.k}, {cfg.metric}, {cfg.backend}/{cfg.index}")
@@ -186,7 +205,7 @@ def _build_multi_view(art, target, cfg, keyed, key, features_key, device, block_
     views = require_views(art, ("strong", "weak"), draws={"strong": cfg.strong_draws})
     clean_name = clean_view(art)
     params = _cascade_params(cfg, device)
-    clean = prepare(read_matrix(art, clean_name), cfg.metric, copy=False)
+    clean = prepare(_read_checked(art, clean_name, cfg.metric), cfg.metric, copy=False)
     n = len(clean)
     log.info(
         f"multi-view cascade on {n:,} points: {cfg.mult1 * cfg.k} ({clean_name}) → "

@@ -98,32 +98,68 @@ class ArtifactWriter:
         self._h5 = None
         self._hashers: dict[str, Any] = {}
         self._next_row: dict[str, int] = {}
+        self._planned = 0  # bytes of the datasets created so far (uncompressed upper bound)
 
     # -- lifecycle -------------------------------------------------------------------------
     def __enter__(self) -> "ArtifactWriter":
         import h5py
 
+        from ccli.store.space import ensure_space, write_error
+
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._h5 = h5py.File(self._tmp, "w")
+            ensure_space(self.path, 0)
+            # No chunk cache: every write reaches the file at once, so a full disk fails that
+            # write (caught below) instead of a later cache flush inside h5py's deallocator,
+            # which crashes the interpreter (exit 139).
+            self._h5 = h5py.File(self._tmp, "w", rdcc_nbytes=0)
         except OSError as exc:
-            raise CcliError(f"cannot write {self.path}: {exc.strerror or exc}") from exc
+            raise write_error(self.path, exc) from exc
         return self
 
     def __exit__(self, exc_type, exc, tb) -> bool:
+        from ccli.store.space import is_no_space, write_error
+
         try:
             if exc_type is None:
                 self._finish()
                 self._h5.flush()
-            self._h5.close()
-            if exc_type is None:
+                self._h5.close()
+                self._h5 = None
                 with open(self._tmp, "rb") as fh:
                     os.fsync(fh.fileno())
                 os.replace(self._tmp, self.path)
+        except (OSError, RuntimeError) as failure:
+            # A full disk surfaces here as an HDF5 flush/close error: one sentence, no temp left.
+            raise write_error(self.path, failure) from failure
         finally:
-            if self._tmp.exists():
-                self._tmp.unlink()
+            self._abandon()
+        if exc is not None and not isinstance(exc, CcliError) and is_no_space(exc):
+            raise write_error(self.path, exc) from exc
         return False
+
+    def _abandon(self) -> None:
+        """Close the HDF5 handle (ignoring errors of a full disk) and remove the temp file."""
+        if self._h5 is not None:
+            try:
+                os.truncate(self._tmp, 0)  # free the space first, so closing can flush its metadata
+            except OSError:
+                pass
+            try:
+                self._h5.close()
+            except Exception:  # noqa: BLE001 - the handle is being discarded
+                pass
+        try:
+            self._tmp.unlink()
+        except FileNotFoundError:
+            pass
+
+    def _reserve(self, nbytes: int) -> None:
+        """Refuse, before writing, a dataset that cannot fit on the destination's filesystem."""
+        from ccli.store.space import ensure_space
+
+        self._planned += int(nbytes)
+        ensure_space(self.path, self._planned, already=self._tmp)
 
     def _finish(self) -> None:
         required, _ = KINDS[self.kind]
@@ -145,11 +181,13 @@ class ArtifactWriter:
         root["created"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
         for name, value in self.attrs.items():
             root[name] = value
+        root[ATTRS_CHECKSUM] = attrs_digest(self._h5)
 
     # -- datasets --------------------------------------------------------------------------
     def write(self, name: str, array, **h5_options) -> None:
         """Store a whole array under `name` (a path like 'views/weak' creates the group)."""
         array = np.ascontiguousarray(array)
+        self._reserve(array.nbytes)
         options = {**_chunking(array.shape, array.dtype), **_default_compression(array.dtype), **h5_options}
         if array.ndim == 0:
             options = {}
@@ -161,6 +199,7 @@ class ArtifactWriter:
     def create(self, name: str, shape: tuple[int, ...], dtype, **h5_options):
         """Create a dataset to be filled in order with `write_rows` (streaming writes)."""
         dtype = np.dtype(dtype)
+        self._reserve(int(np.prod(shape, dtype=np.int64)) * dtype.itemsize)
         options = {**_chunking(shape, dtype), **_default_compression(dtype), **h5_options}
         dset = self._h5.create_dataset(name, shape=shape, dtype=dtype, **options)
         self._hashers[name] = _new_hasher()
@@ -181,6 +220,33 @@ class ArtifactWriter:
         target = self._h5[name] if name in self._h5 else self._h5.require_group(name)
         for key, value in attrs.items():
             target.attrs[key] = value
+
+
+# Root attribute holding a digest of every attribute in the file (root, groups, datasets:
+# kind, key, config, shapes, the datasets' checksums…), so a flipped byte in the metadata a
+# reader trusts is caught like one in the data.
+ATTRS_CHECKSUM = "attrs_checksum"
+
+
+def attrs_digest(h5) -> str:
+    """BLAKE2b over every attribute of every object, in a fixed order (ATTRS_CHECKSUM excluded)."""
+    import h5py
+
+    h = _new_hasher()
+    objects = [("/", h5)]
+    h5.visititems(lambda name, obj: objects.append((name, obj)))
+    for name, obj in sorted(objects, key=lambda item: item[0]):
+        kind = "d" if isinstance(obj, h5py.Dataset) else "g"
+        h.update(f"{kind}:{name}\0".encode())
+        if kind == "d":
+            h.update(f"{obj.shape}|{obj.dtype.str}\0".encode())
+        for key in sorted(obj.attrs.keys()):
+            if name == "/" and key == ATTRS_CHECKSUM:
+                continue
+            value = obj.attrs[key]
+            data = value.tobytes() if isinstance(value, np.ndarray) else repr(value).encode()
+            h.update(key.encode() + b"=" + data + b"\0")
+    return "blake2b:" + h.hexdigest()
 
 
 def _chunking(shape: tuple[int, ...], dtype: np.dtype) -> dict[str, Any]:
@@ -221,7 +287,7 @@ class Artifact:
         self.h5 = h5
         attrs = h5.attrs
         self.kind = _str(attrs["kind"])
-        self.schema_version = int(attrs["schema_version"])
+        self.schema_version = _schema_version(attrs["schema_version"], str(path))
         # A file made elsewhere may carry no key: it gets one from its content (see content_hash),
         # so two different keyless inputs never share a cache entry downstream.
         self._key = _str(attrs.get("key", ""))
@@ -229,8 +295,9 @@ class Artifact:
         self.created = _str(attrs.get("created", ""))
         try:
             self.inputs = list(json.loads(_str(attrs.get("inputs", "[]"))))
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, TypeError):
             self.inputs = []
+        self._streams: dict[str, list] = {}  # dataset -> [next row, hasher] while read in order
 
     @property
     def key(self) -> str:
@@ -257,9 +324,38 @@ class Artifact:
         if name not in self.h5:
             raise BadInput(f"{self.path} has no dataset '{name}'.")
         try:
-            return self.h5[name][rows]
-        except (OSError, RuntimeError) as exc:
-            raise BadInput(f"{self.path} is corrupt: dataset '{name}' cannot be read ({exc}).") from exc
+            data = self.h5[name][rows]
+        except (OSError, RuntimeError, ValueError) as exc:
+            raise BadInput(f"{self.path} is damaged: dataset '{name}' cannot be read ({_first_line(exc)}).") from exc
+        self._check_as_read(name, rows, data)
+        return data
+
+    def _check_as_read(self, name: str, rows, data) -> None:
+        """Verify a dataset's checksum as it is read: a whole read, or row blocks read in order.
+
+        Reading out of order (or only part of a dataset) verifies nothing; reading every row
+        from the first on, in one call or in consecutive slices, ends with the comparison
+        against the stored checksum, so a consumer never builds on silently damaged data.
+        """
+        dset = self.h5[name]
+        stored = _str(dset.attrs.get("checksum", ""))
+        if not stored or not isinstance(rows, slice) or rows.step not in (None, 1):
+            return
+        total = dset.shape[0] if dset.shape else 0
+        start = 0 if rows.start is None else rows.start
+        if dset.shape == () or start == 0:
+            self._streams[name] = [0, _new_hasher()]
+        stream = self._streams.get(name)
+        if stream is None or stream[0] != start:
+            self._streams.pop(name, None)
+            return
+        stream[1].update(np.ascontiguousarray(data).tobytes())
+        stream[0] = start + (len(data) if dset.shape else 0)
+        if stream[0] >= total:
+            self._streams.pop(name, None)
+            if "blake2b:" + stream[1].hexdigest() != stored:
+                raise BadInput(f"{self.path} is damaged: dataset '{name}' does not match its checksum "
+                               "(recompute it, or run `ccli cache gc` if it is in the cache).")
 
     def shape(self, name: str) -> tuple[int, ...]:
         return tuple(self.h5[name].shape)
@@ -268,8 +364,7 @@ class Artifact:
         """Root attributes and every dataset's shape, dtype and compression (for `cache info`)."""
         import h5py
 
-        attrs = {k: self.attr(k) for k in self.h5.attrs.keys()}
-        attrs = {k: (v.item() if hasattr(v, "item") else v) for k, v in attrs.items()}
+        attrs = {k: _plain_attr(self.attr(k)) for k in self.h5.attrs.keys()}
         datasets: dict[str, dict] = {}
 
         def visit(name, obj):
@@ -305,8 +400,36 @@ def content_hash(h5) -> str:
 
 def _str(value) -> str:
     if isinstance(value, (bytes, np.bytes_)):
-        return value.decode()
+        return value.decode(errors="replace")
     return str(value)
+
+
+def _plain_attr(value):
+    """An HDF5 attribute as a JSON/YAML-friendly value (arrays, e.g. a graph's shape, as lists)."""
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _schema_version(value, label: str) -> int:
+    """The root `schema_version` attribute as an int, or BadInput when it is not one."""
+    try:
+        if isinstance(value, (bytes, np.bytes_, str)) or np.ndim(value) != 0:
+            raise ValueError(value)
+        number = float(value)
+        if number != int(number) or number < 1:
+            raise ValueError(value)
+        return int(number)
+    except (TypeError, ValueError, OverflowError):
+        raise BadInput(f"{label} has schema_version {_str(value)!r}, which is not a positive integer "
+                       "(corrupt or not a ccli artifact).") from None
 
 
 def open_artifact(path: str | os.PathLike, kind: str | Sequence[str] | None = None, *, what: str = "") -> Artifact:
@@ -329,7 +452,7 @@ def open_artifact(path: str | os.PathLike, kind: str | Sequence[str] | None = No
         raise BadInput(f"{label} is empty.")
     try:
         h5 = h5py.File(path, "r")
-    except OSError as exc:
+    except (OSError, RuntimeError, ValueError) as exc:
         raise BadInput(f"{label} is {_not_hdf5(path)}.") from exc
     try:
         if "kind" not in h5.attrs:
@@ -340,7 +463,7 @@ def open_artifact(path: str | os.PathLike, kind: str | Sequence[str] | None = No
             raise BadInput(f"{label} has kind '{_str(h5.attrs['kind'])}' but no 'schema_version' attribute; "
                            "write schema_version=1 beside kind, or `ccli import` the arrays.")
         found = _str(h5.attrs["kind"])
-        version = int(h5.attrs["schema_version"])
+        version = _schema_version(h5.attrs["schema_version"], label)
         if found not in KINDS:
             raise BadInput(f"{label} has unknown kind '{found}'.")
         if version > SCHEMA_VERSION:
@@ -354,10 +477,37 @@ def open_artifact(path: str | os.PathLike, kind: str | Sequence[str] | None = No
         missing = [name for name in required if name not in h5]
         if missing:
             raise BadInput(f"{label} is a {found} artifact missing its '{missing[0]}' dataset (corrupt or incomplete).")
+        check_row_counts(h5, found, label)
+        digest = attrs_digest(h5)  # reads every attribute: unreadable metadata fails here
+        stored = h5.attrs.get(ATTRS_CHECKSUM)
+        if stored is not None and _str(stored) != digest:
+            raise BadInput(f"{label} is damaged: its attributes do not match their checksum.")
         return Artifact(path, h5)
+    except BadInput:
+        h5.close()
+        raise
+    except Exception as exc:  # noqa: BLE001 - damaged metadata fails in h5py in many ways
+        h5.close()
+        raise BadInput(f"{label} is damaged: its metadata cannot be read ({_first_line(exc)}).") from exc
     except BaseException:
         h5.close()
         raise
+
+
+def check_row_counts(h5, kind: str, label: str) -> None:
+    """BadInput when the sample-axis datasets of an artifact disagree on N (a cheap shape check)."""
+    from ccli.store.schema import ROW_ALIGNED
+
+    lengths = {}
+    for name in ROW_ALIGNED[kind]:
+        obj = h5.get(name)
+        if obj is not None and hasattr(obj, "shape"):
+            if len(obj.shape) == 0:
+                raise BadInput(f"{label}: dataset '{name}' is a scalar, but it must hold one row per sample.")
+            lengths[name] = obj.shape[0]
+    if len(set(lengths.values())) > 1:
+        detail = ", ".join(f"'{n}' {v:,}" for n, v in lengths.items())
+        raise BadInput(f"{label} is inconsistent: its datasets disagree on the number of samples ({detail}).")
 
 
 def _not_hdf5(path: Path) -> str:
@@ -401,31 +551,42 @@ def verify_artifact(path: Path) -> list[str]:
         art = open_artifact(path)
     except BadInput as exc:
         return [str(exc)]
-    with art:
-        lengths = {}
-        for name in ROW_ALIGNED[art.kind]:
-            if name in art.h5:
-                lengths[name] = art.h5[name].shape[0]
-        if len(set(lengths.values())) > 1:
-            problems.append(f"row counts disagree: {lengths}")
-        for name in _all_datasets(art.h5):
-            dset = art.h5[name]
-            stored = _str(dset.attrs.get("checksum", ""))
-            if not stored:
-                problems.append(f"dataset '{name}' has no checksum")
-                continue
-            try:
-                actual = _hash_dataset(dset)
-            except (OSError, RuntimeError) as exc:
-                problems.append(f"dataset '{name}' cannot be read ({exc})")
-                continue
-            if actual != stored:
-                problems.append(f"dataset '{name}' checksum mismatch (stored {stored}, actual {actual})")
-        if art.kind == "graph" and "indptr" in art.h5:
-            indptr = art.h5["indptr"]
-            if indptr.shape[0] and int(indptr[-1]) != art.h5["indices"].shape[0]:
-                problems.append("graph indptr[-1] does not match the number of stored entries")
+    try:
+        with art:
+            _verify_open(art, problems)
+    except Exception as exc:  # noqa: BLE001 - damaged metadata can fail anywhere in h5py
+        problems.append(f"cannot be read ({type(exc).__name__}: {_first_line(exc)})")
     return problems
+
+
+def _verify_open(art: "Artifact", problems: list[str]) -> None:
+    from ccli.store.schema import ROW_ALIGNED
+
+    lengths = {}
+    for name in ROW_ALIGNED[art.kind]:
+        if name in art.h5:
+            lengths[name] = art.h5[name].shape[0]
+    if len(set(lengths.values())) > 1:
+        problems.append(f"row counts disagree: {lengths}")
+    for name in _all_datasets(art.h5):
+        dset = art.h5[name]
+        stored = _str(dset.attrs.get("checksum", ""))
+        if not stored:
+            problems.append(f"dataset '{name}' has no checksum")
+            continue
+        try:
+            actual = _hash_dataset(dset)
+        except (OSError, RuntimeError) as exc:
+            problems.append(f"dataset '{name}' cannot be read ({exc})")
+            continue
+        if actual != stored:
+            problems.append(f"dataset '{name}' checksum mismatch (stored {stored}, actual {actual})")
+    if art.kind == "graph" and "indptr" in art.h5:
+        indptr = art.h5["indptr"]
+        if indptr.shape[0] and int(indptr[-1]) != art.h5["indices"].shape[0]:
+            problems.append("graph indptr[-1] does not match the number of stored entries")
+
+
 
 
 def _all_datasets(h5) -> list[str]:

@@ -308,7 +308,7 @@ def import_features(
                        "ids": _array_digest(id_list), "dtype": dtype},
         }
         key = content_key("features", config)
-        target = output_path(out, cache_root(cache_dir), "features", key)
+        target = output_path(out, cache_root(cache_dir), "features", key, force=force)
 
         def build(tmp_target: Path) -> None:
             attrs = {"source": str(path), "normalized": False, "imported": True}

@@ -160,6 +160,7 @@ def embed(checkpoint, data_spec: Optional[str] = None, split: Optional[str] = No
     if dtype not in ("float32", "float16"):
         raise BadInput(f"--dtype {dtype} must be float32 or float16.")
     view_names = parse_views(views)
+    cache_root(cache_dir)  # a --cache-dir that is a file is refused before the checkpoint is read
     model = load_pretrained(checkpoint)
     if layer == "projector" and model.projector is None:
         raise BadInput(f"checkpoint {checkpoint} has no projector; use --layer backbone.")
@@ -185,7 +186,7 @@ def embed(checkpoint, data_spec: Optional[str] = None, split: Optional[str] = No
               "split": split, "dtype": dtype, "image_size": size, "cutout": cutout,
               "view_flip_p": flip_p if stored else None}
     key = content_key("features", config, [f"checkpoint:{identity}", f"data:{dataset.fingerprint}"])
-    path = output_path(out, cache_root(cache_dir), "features", key)
+    path = output_path(out, cache_root(cache_dir), "features", key, force=force)
 
     def build(target: Path) -> None:
         from ccli.data.augment import strong_view, weak_view
