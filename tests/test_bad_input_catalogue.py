@@ -261,20 +261,7 @@ def test_the_catalogue_is_large_and_covers_every_subcommand():
         assert name in commands, name
 
 
-# Rows where main's `--preset auto` note (an info line) still precedes the one error sentence,
-# because the value is refused inside the library after the note: reported to the lead.
-AUTO_PRESET_NOTE_FIRST = {"pretrain-batch-1", "pretrain-backbone", "pretrain-out-file", "pretrain-cache-dir-file",
-                          "train-garbage-checkpoint"}
-
-
-def _param(case):
-    if case[0] in AUTO_PRESET_NOTE_FIRST:
-        return pytest.param(case, id=case[0], marks=pytest.mark.xfail(
-            reason="the --preset auto note is printed before this refusal (two stderr lines)", strict=True))
-    return pytest.param(case, id=case[0])
-
-
-@pytest.mark.parametrize("case", [_param(case) for case in CASES])
+@pytest.mark.parametrize("case", CASES, ids=[case[0] for case in CASES])
 def test_bad_input_is_refused_in_one_sentence_and_writes_nothing(case, world, capsys, monkeypatch):
     from ccli.cli.main import run
 

@@ -78,9 +78,9 @@ def pretrain_command(
     preset, sets, chosen = auto_resolve(preset, data, split, device, valid_keys(PretrainConfig), sets or (),
                                         overrides, image_size, flat_config(PretrainConfig()).get("engine.epochs"))
     config = resolve_pretrain_config(preset, sets, overrides)
-    if chosen:
-        log.info(chosen)  # after the config is validated: a refused command prints one sentence only
-    result = pretrain(config, data, split, out=out, cache_dir=cache_dir, force=force)
+    # the auto preset's note is printed once every check has passed: a refused command says one sentence
+    result = pretrain(config, data, split, out=out, cache_dir=cache_dir, force=force,
+                      announce=(lambda: log.info(chosen)) if chosen else None)
     if json_out:
         last = result.history[-1] if result.history else {}
         emit_json({"checkpoint": str(result.checkpoint), "cached": result.cached, "last_epoch": last})

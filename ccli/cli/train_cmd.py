@@ -101,9 +101,9 @@ def train_command(
         {registry.OPTION_KEYS[o]: v for o, v in options.items()}, image_size,
         flat_config(module.Config()).get("engine.epochs"))
     config = registry.resolve_method_config(module, method, preset, sets, options)
-    if chosen:
-        log.info(chosen)  # after the config is validated: a refused command prints one sentence only
-    result = registry.train(method, inputs, config, out=out, cache_dir=cache_dir, device=device, force=force)
+    # the auto preset's note is printed once every check has passed: a refused command says one sentence
+    result = registry.train(method, inputs, config, out=out, cache_dir=cache_dir, device=device, force=force,
+                            announce=(lambda: log.info(chosen)) if chosen else None)
     if result.cached:
         log.info(f"cached run {result.run_dir} (same inputs and config; --force retrains)")
     if json_out:

@@ -21,7 +21,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -394,8 +394,12 @@ def scores_for(targets: np.ndarray | None, labels: np.ndarray) -> dict | None:
 
 
 def train(method: str, inputs: Inputs, config: Any, *, out: Path | None = None, cache_dir: Path | None = None,
-          device: str = "auto", force: bool = False, resume: bool = True) -> RunResult:
+          device: str = "auto", force: bool = False, resume: bool = True,
+          announce: Callable[[], None] | None = None) -> RunResult:
     """Run `method` and write its run folder; a finished run with the same key is returned at once.
+
+    `announce` (e.g. the caller's note on what an automatic preset chose) runs once every check
+    has passed, so a refused command prints its one error sentence and nothing else.
 
     Every bad-input check happens before anything is written, so a rejected command leaves no
     trace on disk. The folder follows ccli.methods.runfolder: another command's or another key's
@@ -420,6 +424,8 @@ def train(method: str, inputs: Inputs, config: Any, *, out: Path | None = None, 
     predictions = run_dir / "predictions.h5"
     main = env_rank() == 0
     claim = runfolder.check_claim(folder, "train", key, force)
+    if announce is not None:
+        announce()
     if claim == "same" and not force and _finished_run(predictions, key):
         return RunResult(run_dir, predictions, _read_scores(run_dir), cached=True)
     ctx = RunContext(method, config, inputs, k, run_dir, device, cache_dir, force, resume)

@@ -89,8 +89,12 @@ def _resumable(path: Path, record: dict[str, Any]) -> bool:
 
 
 def pretrain(cfg: PretrainConfig, data_spec: str, split: str = "all", out: Optional[Path] = None, cache_dir=None,
-             force: bool = False) -> PretrainResult:
-    """Train a representation and return its checkpoint (a cache hit when the same run is complete)."""
+             force: bool = False, announce=None) -> PretrainResult:
+    """Train a representation and return its checkpoint (a cache hit when the same run is complete).
+
+    `announce` (a no-argument callable, e.g. the note on what an automatic preset chose) runs once
+    every check has passed, so a refused command prints its one error sentence and nothing else.
+    """
     from ccli.engine.ddp import init_distributed, shutdown
     from ccli.models import backbone_entry
     from ccli.threads import limit_threads
@@ -107,13 +111,13 @@ def pretrain(cfg: PretrainConfig, data_spec: str, split: str = "all", out: Optio
         raise BadInput(f"batch_size={cfg.engine.batch_size} is not divisible by the {dist.world_size} processes.")
     try:
         with limit_threads(cfg.engine.threads, device):
-            return _pretrain(cfg, data_spec, split, out, cache_dir, force, dist, device)
+            return _pretrain(cfg, data_spec, split, out, cache_dir, force, dist, device, announce)
     finally:
         if dist.distributed:
             shutdown()
 
 
-def _pretrain(cfg, data_spec, split, out, cache_dir, force, dist, device) -> PretrainResult:
+def _pretrain(cfg, data_spec, split, out, cache_dir, force, dist, device, announce=None) -> PretrainResult:
     from ccli.data.sources import load_dataset
     from ccli.methods import runfolder
     from ccli.methods.pretrain.models import build_views
@@ -138,6 +142,8 @@ def _pretrain(cfg, data_spec, split, out, cache_dir, force, dist, device) -> Pre
     key = run_key(record)
     files, folder = run_folder_for(out, cache_dir, key)
     claim = runfolder.check_claim(folder, "pretrain", key, force)
+    if announce is not None:
+        announce()
     if claim == "same" and not force and _is_complete(files.checkpoint, record):
         log.info(f"cache hit: {files.checkpoint} already holds this completed run (--force retrains).")
         return PretrainResult(files.checkpoint, True)
