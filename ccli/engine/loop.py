@@ -186,6 +186,40 @@ def _plain(value):
     return value
 
 
+_clock = time.perf_counter  # the loop's clock (tests replace it with a fake one)
+ESTIMATE_STEPS = 5  # steps timed (after the first, which pays for warm-up) before the run estimate
+ESTIMATE_WARN_S = 3600.0  # a run predicted to take longer than this is announced
+ETA_WINDOW = 5  # epochs in the moving mean behind the per-epoch ETA
+
+
+def format_duration(seconds: float) -> str:
+    """45s, 3m12s, 2h05m: the ETA's spelling (rounded to whole seconds)."""
+    s = max(0, int(round(seconds)))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{(s % 3600) // 60:02d}m"
+
+
+def remaining_time(epoch_times: list[float], epochs_left: int, window: int = ETA_WINDOW) -> float:
+    """Seconds left: the mean of the last `window` measured epoch times × the epochs still to train."""
+    recent = [t for t in epoch_times if t is not None][-window:]
+    if not recent or epochs_left <= 0:
+        return 0.0
+    return sum(recent) / len(recent) * epochs_left
+
+
+def run_estimate(seconds_per_step: float, steps_per_epoch: int, epochs: int) -> float:
+    """Seconds a run of `epochs` epochs × `steps_per_epoch` steps takes at the measured step time."""
+    return seconds_per_step * steps_per_epoch * epochs
+
+
+def estimate_message(seconds: float, images_per_s: float, epochs: int, steps_per_epoch: int) -> str:
+    return (f"this run will take about {seconds / 3600:.1f} h at the measured {images_per_s:.0f} img/s "
+            f"({epochs} epochs × {steps_per_epoch} steps); lower epochs or choose a shorter preset to shorten it")
+
+
 def _rng_seed(seed: int, epoch: int, rank: int) -> int:
     from ccli.engine.datapath import mix_seed
 
@@ -194,8 +228,13 @@ def _rng_seed(seed: int, epoch: int, rank: int) -> int:
 
 def fit(task: Task, data, cfg: EngineConfig, files: RunFiles, *, config_record: Mapping[str, Any], seed: int = 0,
         stage: str = "", checkpoint_extra: Mapping[str, Any] | None = None, resume: bool = False, monitor=None,
-        dist=None, device=None) -> FitResult:
-    """Train `task` on `data` for cfg.epochs epochs, checkpointing after each; see the module doc."""
+        dist=None, device=None, later_epochs: int = 0, announce: bool = True) -> FitResult:
+    """Train `task` on `data` for cfg.epochs epochs, checkpointing after each; see the module doc.
+
+    `later_epochs`: epochs of the stages still to come after this one (the ETA counts them at this
+    stage's epoch time); `announce`: this is the run's first stage, which prints the run estimate
+    when its first timed steps predict more than an hour.
+    """
     import torch
 
     from ccli.engine import checkpoint as ckpt
@@ -265,7 +304,7 @@ def fit(task: Task, data, cfg: EngineConfig, files: RunFiles, *, config_record: 
             progress.start(epoch, cfg.epochs, steps_per_epoch)
             sums: dict[str, float] = {}
             pending: dict[str, Any] = {}
-            count, images, t0 = 0, 0, time.perf_counter()
+            count, images, t0 = 0, 0, _clock()
             for batch in data.batches(epoch):
                 if channels_last:
                     batch["views"] = [v.contiguous(memory_format=torch.channels_last) if v.ndim == 4 else v
@@ -294,8 +333,19 @@ def fit(task: Task, data, cfg: EngineConfig, files: RunFiles, *, config_record: 
                 images += len(batch["index"]) * dist.world_size
                 step += 1
                 progress.advance(float(loss.detach()) if device.type == "cpu" or count % 20 == 0 else None)
+                if announce and dist.is_main and epoch == start_epoch + 1:
+                    if count == 1:
+                        timed_from, timed_images = _clock(), images
+                    elif count == min(1 + ESTIMATE_STEPS, steps_per_epoch):
+                        announce = False
+                        per_step = (_clock() - timed_from) / (count - 1)
+                        epochs_left = cfg.epochs - start_epoch + later_epochs
+                        seconds = run_estimate(per_step, steps_per_epoch, epochs_left)
+                        if seconds > ESTIMATE_WARN_S and per_step > 0:
+                            rate = (images - timed_images) / (per_step * (count - 1))
+                            log.info(estimate_message(seconds, rate, epochs_left, steps_per_epoch))
             sums = {k: float(v) for k, v in pending.items()}
-            elapsed = time.perf_counter() - t0
+            elapsed = _clock() - t0
             record: dict[str, Any] = ({"stage": stage} if stage else {}) | {"epoch": epoch, "step": step}
             for key, total in sums.items():
                 record[key] = all_reduce_mean(total / max(1, count), dist, device)
@@ -323,8 +373,11 @@ def fit(task: Task, data, cfg: EngineConfig, files: RunFiles, *, config_record: 
                 knn = f"  knn {record['knn_acc']:.3f}" if "knn_acc" in record else ""
                 scores = "".join(f"  {k} {record[k]:.3f}" for k in ("acc", "nmi", "ari") if k in record)
                 where = f"{stage} " if stage else ""
+                left = remaining_time([r.get("epoch_time_s") for r in history if r.get("stage", "") == stage],
+                                      cfg.epochs - epoch + later_epochs)
+                eta = f"  eta {format_duration(left)}" if left > 0 else ""
                 log.info(f"{where}epoch {epoch}/{cfg.epochs}  loss {record['loss']:.4f}  lr {record['lr']:.3g}"
-                         f"  {record['images_per_s']:.0f} img/s{knn}{scores}")
+                         f"  {record['images_per_s']:.0f} img/s{knn}{scores}{eta}")
     if dist.is_main and start_epoch >= cfg.epochs:
         save(cfg.epochs, True)
     return FitResult(files.checkpoint, history, start_epoch)

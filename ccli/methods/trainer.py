@@ -289,7 +289,8 @@ def _fit_stage(ctx: RunContext, setup: Setup, plan: Plan, stage: Stage, record: 
                                                        else ""))
     fit(task, data, engine, files, config_record=stage_record, seed=config.seed, stage=stage.name,
         checkpoint_extra={**extra, "stage": stage.name}, resume=resume, monitor=monitor, dist=setup.dist,
-        device=setup.device)
+        device=setup.device, announce=stage is plan.stages[0],
+        later_epochs=sum((s.engine or config.engine).epochs for s in plan.stages[plan.stages.index(stage) + 1:]))
 
 
 def _readable_checkpoint(path) -> Optional[dict]:

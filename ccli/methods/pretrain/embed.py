@@ -212,8 +212,11 @@ def embed(checkpoint, data_spec: Optional[str] = None, split: Optional[str] = No
                 writer.create(name, (n, out_dim), dtype)
             if stored:
                 writer.set_attrs("views", names=json.dumps([s[0] for s in stored]), draws=draws)
-            with torch.no_grad():
+            from ccli.engine.progress import StepProgress
+
+            with torch.no_grad(), StepProgress("embed", n) as bar:
                 for start in range(0, n, batch_size):
+                    bar.update(start)
                     x = torch.from_numpy(dataset.images[start : start + batch_size]).to(dev).permute(0, 3, 1, 2)
                     gen = torch.Generator(device=dev)
                     with autocast(dev, amp):
@@ -222,6 +225,7 @@ def embed(checkpoint, data_spec: Optional[str] = None, split: Optional[str] = No
                             gen.manual_seed(mix_seed(seed, EMBED_VIEWS.index(view), draw, start))
                             feats = net(augmenters[view](x, gen)[0])
                             writer.write_rows(name, start, feats.float().cpu().numpy())
+                bar.update(n)
 
     hit = get_or_compute(path, "features", key, build, force=force)
     return path, hit
