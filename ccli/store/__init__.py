@@ -4,10 +4,9 @@ from ccli.store.artifact import (
     Artifact,
     ArtifactWriter,
     content_key,
-    is_valid_artifact,
     open_artifact,
-    verify_artifact,
 )
+from ccli.store.verify import is_valid_artifact, verify_artifact
 from ccli.store.cache import cache_path, cache_root, get_or_compute, key_lock, output_path
 from ccli.store.schema import KINDS, SCHEMA_VERSION
 

@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from ccli.errors import BadInput
-from ccli.store.artifact import is_valid_artifact, open_artifact, verify_artifact
+from ccli.store.artifact import open_artifact
+from ccli.store.verify import is_valid_artifact, verify_artifact
 from ccli.store.schema import KINDS
 
 CACHE_ENV = "CCLI_CACHE"
