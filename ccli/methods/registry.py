@@ -407,6 +407,7 @@ def train(method: str, inputs: Inputs, config: Any, *, out: Path | None = None, 
     """
     from ccli.engine.ddp import env_rank
     from ccli.methods import runfolder
+    from ccli.methods.run_outputs import finished_run, read_scores, write_config, write_predictions
     from ccli.store import cache_root, key_lock
 
     info = get(method)
@@ -426,8 +427,8 @@ def train(method: str, inputs: Inputs, config: Any, *, out: Path | None = None, 
     claim = runfolder.check_claim(folder, "train", key, force)
     if announce is not None:
         announce()
-    if claim == "same" and not force and _finished_run(predictions, key):
-        return RunResult(run_dir, predictions, _read_scores(run_dir), cached=True)
+    if claim == "same" and not force and finished_run(predictions, key):
+        return RunResult(run_dir, predictions, read_scores(run_dir), cached=True)
     ctx = RunContext(method, config, inputs, k, run_dir, device, cache_dir, force, resume)
     if not main:
         module.run(ctx)  # the other ranks train beside rank 0 and write nothing
@@ -435,16 +436,16 @@ def train(method: str, inputs: Inputs, config: Any, *, out: Path | None = None, 
 
     run_dir.mkdir(parents=True, exist_ok=True)
     with key_lock(run_dir / ".run"):
-        if not force and _finished_run(predictions, key):
-            return RunResult(run_dir, predictions, _read_scores(run_dir), cached=True)
+        if not force and finished_run(predictions, key):
+            return RunResult(run_dir, predictions, read_scores(run_dir), cached=True)
         if force or runfolder.check_claim(folder, "train", key, force) != "same":
             # A new, replaced or forced run starts clean; the same key with checkpoints resumes.
             runfolder.clear(folder, keep=[inputs.checkpoint, inputs.features, inputs.neighbors, inputs.graph])
         runfolder.write_marker(folder, "train", key, method=method)
-        _write_config(run_dir / "config.yaml", method, config, k, inputs, key)
+        write_config(run_dir / "config.yaml", method, config, k, inputs, key)
         prediction = module.run(ctx)
         scores = scores_for(inputs.targets, prediction.labels)
-        _write_predictions(predictions, method, config, k, inputs, key, prediction)
+        write_predictions(predictions, method, config, k, inputs, key, prediction)
         final = {"final": True, **prediction.summary, **({k_: v for k_, v in scores.items()} if scores else {})}
         with open(ctx.metrics_path, "a") as fh:
             fh.write(json.dumps(final, default=json_default) + "\n")
@@ -454,56 +455,3 @@ def train(method: str, inputs: Inputs, config: Any, *, out: Path | None = None, 
         scores = run_scores(inputs.targets, prediction.labels, inputs.class_names)
         (run_dir / "scores.json").write_text(json.dumps(scores, indent=2, default=json_default) + "\n")
     return RunResult(run_dir, predictions, scores)
-
-
-def _finished_run(predictions: Path, key: str) -> bool:
-    from ccli.store import is_valid_artifact
-
-    return predictions.is_file() and is_valid_artifact(predictions, "predictions", key)
-
-
-def _read_scores(run_dir: Path) -> dict | None:
-    path = run_dir / "scores.json"
-    return json.loads(path.read_text()) if path.is_file() else None
-
-
-def _effective_config(method: str, config: Any, k: int, inputs: Inputs, key: str) -> dict[str, Any]:
-    from ccli.config import config_dict
-
-    return {
-        "method": method,
-        "key": key,
-        "num_clusters": k,
-        "inputs": {kind: str(value) for kind, value in inputs.given().items() if value is not None}
-        | {"split": inputs.split},
-        "config": config_dict(config),
-    }
-
-
-def _write_config(path: Path, method: str, config: Any, k: int, inputs: Inputs, key: str) -> None:
-    import yaml
-
-    from ccli.store.artifact import _plain
-
-    path.write_text(yaml.safe_dump(_plain(_effective_config(method, config, k, inputs, key)), sort_keys=False))
-
-
-def _write_predictions(path: Path, method: str, config: Any, k: int, inputs: Inputs, key: str,
-                       prediction: Prediction) -> None:
-    from ccli.store import ArtifactWriter
-    from ccli.store.sample_ids import write_sample_ids
-
-    n = inputs.num_samples
-    labels = np.asarray(prediction.labels, dtype=np.int64)
-    if labels.shape != (n,):
-        raise ValueError(f"method {method} returned {labels.shape} labels for {n} samples")
-    with ArtifactWriter(path, "predictions", key, _effective_config(method, config, k, inputs, key),
-                        inputs=inputs.keys, attrs={"method": method, "num_clusters": k}) as writer:
-        writer.write("labels", labels)
-        writer.write("index", inputs.index if inputs.index is not None else np.arange(n, dtype=np.int64))
-        if prediction.probs is not None:
-            writer.write("probs", np.asarray(prediction.probs, dtype=np.float32))
-        if inputs.targets is not None:
-            writer.write("targets", np.asarray(inputs.targets, dtype=np.int64))
-        write_sample_ids(writer, inputs.ids if inputs.ids is not None and len(inputs.ids) == n else None,
-                         inputs.class_names)
