@@ -163,12 +163,15 @@ def train(ctx: RunContext, build: Callable[[Setup], Plan]) -> Optional[Predictio
     from ccli.threads import limit_threads
 
     dist, device = init_distributed(ctx.device)
+    finished = False
     try:
         with limit_threads(ctx.config.engine.threads, device):
-            return _train(ctx, build, dist, device)
+            result = _train(ctx, build, dist, device)
+        finished = True
+        return result
     finally:
         if dist.distributed:
-            shutdown()
+            shutdown(finished)
 
 
 def _train(ctx: RunContext, build: Callable[[Setup], Plan], dist, device) -> Optional[Prediction]:

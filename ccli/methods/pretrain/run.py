@@ -109,12 +109,15 @@ def pretrain(cfg: PretrainConfig, data_spec: str, split: str = "all", out: Optio
     dist, device = init_distributed(cfg.device)
     if cfg.engine.batch_size % dist.world_size:
         raise BadInput(f"batch_size={cfg.engine.batch_size} is not divisible by the {dist.world_size} processes.")
+    finished = False
     try:
         with limit_threads(cfg.engine.threads, device):
-            return _pretrain(cfg, data_spec, split, out, cache_dir, force, dist, device, announce)
+            result = _pretrain(cfg, data_spec, split, out, cache_dir, force, dist, device, announce)
+        finished = True
+        return result
     finally:
         if dist.distributed:
-            shutdown()
+            shutdown(finished)
 
 
 def _pretrain(cfg, data_spec, split, out, cache_dir, force, dist, device, announce=None) -> PretrainResult:
