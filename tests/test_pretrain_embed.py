@@ -245,17 +245,15 @@ def test_short_run_features_carry_class_structure(trained, tmp_path, capsys):
 
 @pytest.mark.slow
 def test_digits_chain_beats_raw_pixels(tmp_path, capsys):
-    """The quality bar of issue 3: pretrain → embed → k-means ACC ≥ 0.90 on digits (raw pixels: 0.79)."""
-    import time
+    """The quality bar of issue 3: pretrain → embed → k-means ACC ≥ 0.90 on digits (raw pixels: 0.79).
 
-    start = time.perf_counter()
+    Its 3-minute time bar is a benchmark (BENCHMARKS.md), never asserted here."""
     code, out, err = ccli(capsys, "pretrain", "--data", "digits", "--preset", "digits", "-o", tmp_path / "run", "-q")
     assert code == 0, err
     code, out, err = ccli(capsys, "embed", out.strip(), "--layer", "projector", "-o", tmp_path / "f.h5", "-q")
     assert code == 0, err
     acc = _kmeans_acc(out.strip())
     assert acc >= 0.90, acc
-    assert time.perf_counter() - start < 180 * 2  # generous: the bar is 3 minutes on an idle 2-core machine
 
 
 def test_multi_crop_simclr_and_its_bad_input(tmp_path, capsys):
