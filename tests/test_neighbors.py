@@ -237,6 +237,34 @@ def test_cascade_raises_purity_when_views_carry_independent_signal():
     assert purities[2] > plain + 0.1  # measured 0.71 → 0.91
 
 
+def test_cascade_without_view_signal_keeps_the_purity_of_its_candidate_pool():
+    """The digits finding in miniature (BENCHMARKS.md, issue 10, second look): when the strong and
+    weak views carry no class signal, steps 2-3 pick a random subset of the 4q clean pool, so the
+    final purity is the pool's (below plain top-q kNN), and a purer pool (cleaner features, as the
+    projector's on digits) is the only thing that lifts it."""
+    from ccli.neighbors.knn import prepare
+    from ccli.neighbors.multiview import CascadeParams, cascade
+
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 10, 400)  # ~40 per class: the 4q = 20 pool is half a class, as 80 of ~180 digits
+    centres = rng.standard_normal((10, 16))
+    finals, pools, plains = [], [], []
+    for noise in (1.0, 0.6):  # noisier ("backbone") and cleaner ("projector") clean features
+        clean = prepare(centres[labels] + noise * rng.standard_normal((400, 16)), "cosine")
+        strong, weak = (prepare(rng.standard_normal((400, 16)), "cosine") for _ in range(2))  # no signal
+        candidates, scores = knn(clean, SearchParams(k=20, backend="torch"))
+        steps = cascade(candidates, scores, clean, [strong], weak, CascadeParams(q=5, clusters=10, filter_head="kmeans"))
+        pool, mid, final = (neighbor_purity(step.indices, labels) for step in steps)
+        assert abs(mid - pool) < 0.03 and abs(final - pool) < 0.03  # random halving keeps the pool's purity
+        plains.append(neighbor_purity(candidates[:, :5], labels))
+        assert final < plains[-1]  # so the cascade lands below plain top-q
+        finals.append(final)
+        pools.append(pool)
+    # measured: pool 0.684 → final 0.687 (plain 0.776); pool 0.968 → final 0.969 (plain 0.984)
+    assert plains[0] - finals[0] > 0.05
+    assert pools[1] > pools[0] + 0.2 and finals[1] > finals[0] + 0.2
+
+
 # -- the command --------------------------------------------------------------------------------
 @pytest.fixture
 def digits_like(tmp_path):

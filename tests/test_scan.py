@@ -179,6 +179,13 @@ def test_k_200_end_to_end_on_synthetic_images(cli, tmp_path):
     assert [r.get("stage") for r in lines] == ["cluster", "selflabel", None]
     assert lines[-1]["clusters_used"] > 1 and 0.0 <= lines[-1]["acc"] <= 1.0
     assert "purity_weak" in lines[-1] and "confident" in lines[1]
+    # The digits preset mines on the pretrained projector's output (embed_layer; scanplus.md §5.3.1).
+    from ccli.methods.pretrain import load_pretrained
+
+    (features,) = (tmp_path / "cache" / "features").glob("*.h5")
+    with h5py.File(features) as f:
+        assert f.attrs["layer"] == "projector"
+        assert f["features"].shape == (800, load_pretrained(lines[-1]["checkpoint"]).projector.out_dim)
 
 
 @pytest.mark.parametrize("method", ["scan", pytest.param("scan+", marks=pytest.mark.slow)])
