@@ -140,3 +140,40 @@ def test_smoke_runs_every_section(tmp_path):
     assert 0 < run["acc"] <= 1 and 0 <= run["nmi"] <= 1 and fashion["acc"] == run["acc"]
     table = gpu_suite.summarize(result)
     assert table.count("| ok |") == 4 and "exact on 64/64" in table
+
+
+# benchmarks/imagenet_plan.py: the per-item costs behind the ImageNet-1k plan
+import imagenet_plan  # noqa: E402
+
+
+def test_plan_extrapolation_cost_models():
+    from ccli.neighbors.knn import default_nlist
+
+    km = imagenet_plan.extrapolate({"n": 20_000, "k": 100, "cpu_s_per_iteration": 0.5}, "kmeans", 40_000, 1000)
+    assert km["factor"] == 20.0 and km["cpu_s_per_iteration"] == 10.0  # ∝ N·K
+    n = 20_000
+    ivf = imagenet_plan.extrapolate({"n": n, "cpu_seconds": 2.0, "rows_scanned_per_query": n * 16 / default_nlist(n)},
+                                    "ivf", 80_000)
+    # nlist = 2·√N (above faiss's 39 points per list): rows scanned per query grow as √N, the search as N^1.5.
+    assert default_nlist(80_000) == 2 * default_nlist(n) or abs(default_nlist(80_000) / default_nlist(n) - 2) < 0.01
+    assert ivf["factor"] == pytest.approx(4 * (80_000 * 16 / default_nlist(80_000)) / (n * 16 / default_nlist(n)))
+    assert ivf["cpu_seconds"] == pytest.approx(2.0 * ivf["factor"])
+
+
+def test_plan_kmeans_cost_is_measured_per_iteration():
+    x = imagenet_plan.unit_rows(600, 8, centres=20)
+    assert x.shape == (600, 8) and np.allclose(np.linalg.norm(x, axis=1), 1, atol=1e-5)
+    m = imagenet_plan.kmeans_cost(x, 10, iters=4)
+    # Up to 4 Lloyd iterations (it stops early once no label changes), each timed once.
+    assert 2 <= m["iterations"] <= 4 and m["gflop_per_iteration"] == 2 * 600 * 10 * 8 / 1e9
+    assert positive(m["total_s"]) and positive(m["cpu_s_per_iteration"]) and m["s_per_iteration"] >= 0
+
+
+@pytest.mark.slow
+def test_plan_backbone_flops_match_torchvision():
+    flops = imagenet_plan.backbone_flops(("resnet18-imagenet", "resnet50-imagenet"))
+    # torchvision's model cards: ResNet-18 1.81 GMACs, ResNet-50 4.09 GMACs at 224 px (2 FLOPs per MAC).
+    assert flops["resnet18-imagenet"]["forward_gflops_per_image"] == pytest.approx(2 * 1.814, rel=0.01)
+    assert flops["resnet50-imagenet"]["forward_gflops_per_image"] == pytest.approx(2 * 4.089, rel=0.01)
+    for f in flops.values():
+        assert 2.5 < f["forward_backward_gflops_per_image"] / f["forward_gflops_per_image"] < 3.5
