@@ -1,6 +1,7 @@
 """One entry point for the issue-17 benchmarks, each side by side with its baseline in the same run.
 
-    python benchmarks/run.py                       # all: knn, kmeans, eval
+    python benchmarks/run.py                       # all CPU ones: knn, kmeans, eval
+    python benchmarks/run.py gpu                   # benchmarks/gpu_suite.py (on a GPU machine; ≤ 8 min)
     python benchmarks/run.py knn --n 200000        # a named subset
     python benchmarks/run.py --smoke --no-append   # tiny sizes (what the test runs)
 
@@ -12,7 +13,11 @@ BENCHMARKS.md under a heading with the machine, the date and `uptime`'s load bef
   each contender from its own subprocess;
 - kmeans: ccli.fit.kmeans 'torch' (k-means++, early stop, 10 restarts) vs today's previous
   default ('faiss', 10 random restarts × 300 iterations), inertia refereed in float64;
-- eval: `ccli eval` whole process on digits-sized labels, wall and CPU seconds.
+- eval: `ccli eval` whole process on digits-sized labels, wall and CPU seconds;
+- gpu: benchmarks/gpu_suite.py (every GPU measurement of issue 17, each beside its baseline: augmentation
+  on the device vs per-sample CPU workers, fp32 vs bf16/channels_last/fused/compile steps, exact kNN
+  checked against float64), its JSON summarised as one table. Not in the default set: it is meant for
+  a GPU machine; `--fashion DIR` is passed on. With --smoke it runs the suite's CPU smoke mode.
 """
 
 from __future__ import annotations
@@ -136,14 +141,28 @@ def bench_eval(n: int = 1797, repeats: int = 3) -> str:
             f"sklearn.metrics alone takes {baseline:.2f} s wall.")
 
 
+def bench_gpu(smoke: bool, fashion: str | None) -> str:
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import gpu_suite
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "gpu_suite.json"
+        cmd = [sys.executable, str(ROOT / "benchmarks" / "gpu_suite.py"), "--out", str(out)]
+        cmd += (["--smoke"] if smoke else []) + (["--fashion", fashion] if fashion else [])
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL)
+        return gpu_suite.summarize(json.loads(out.read_text()))
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("names", nargs="*", default=["knn", "kmeans", "eval"], help="knn, kmeans, eval")
+    parser.add_argument("names", nargs="*", default=["knn", "kmeans", "eval"], help="knn, kmeans, eval, gpu")
     parser.add_argument("--n", type=int, default=0, help="N for knn (default 200,000) and kmeans (70,000)")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, to check the harness")
     parser.add_argument("--no-append", action="store_true", help="print only; leave BENCHMARKS.md alone")
+    parser.add_argument("--fashion", default=None, help="gpu: folder with the Fashion-MNIST IDX .gz files")
     args = parser.parse_args(argv)
-    unknown = set(args.names) - {"knn", "kmeans", "eval"}
+    unknown = set(args.names) - {"knn", "kmeans", "eval", "gpu"}
     if unknown:
         parser.error(f"unknown benchmark(s): {', '.join(sorted(unknown))}")
     load_before = os.getloadavg()
@@ -153,6 +172,8 @@ def main(argv=None) -> None:
             parts.append(bench_knn(args.n or (2000 if args.smoke else 200_000)))
         elif name == "kmeans":
             parts.append(bench_kmeans(args.n or (2000 if args.smoke else 70_000), seeds=1 if args.smoke else 3))
+        elif name == "gpu":
+            parts.append(bench_gpu(args.smoke, args.fashion))
         else:
             parts.append(bench_eval(repeats=1 if args.smoke else 3))
     load_after = os.getloadavg()
