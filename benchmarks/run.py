@@ -69,7 +69,8 @@ if {which!r} == 'sklearn':
     from sklearn.neighbors import NearestNeighbors
     NearestNeighbors(n_neighbors={k} + 1, algorithm='brute').fit(x).kneighbors(x)
 else:
-    from ccli.neighbors.knn import SearchParams, knn
+    from ccli.neighbors.knn import knn
+    from ccli.neighbors.params import SearchParams
     knn(x, SearchParams(k={k}, backend='torch'), copy=False)
 print(json.dumps({{'seconds': time.perf_counter() - t,
                   'rss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))

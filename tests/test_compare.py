@@ -90,7 +90,7 @@ def test_compare_shares_the_pretraining_and_reports_eval_numbers(cli, tmp_path, 
             assert row["std"][key] == pytest.approx(np.std(values, ddof=1), abs=1e-12)
         assert row["seeds"] == [42, 43] and row["device"] == "cpu"
     from ccli.report.collect import collect_run
-    from ccli.report.render import class_labels
+    from ccli.report.figures import class_labels
 
     summary = collect_run(out / "runs" / "pairtoy-npz-seed42")
     assert class_labels(summary, summary.class_names) == [f"digit {i}" for i in range(10)]  # confusion rows

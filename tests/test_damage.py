@@ -39,7 +39,7 @@ def detected(path: Path, kind: str) -> bool:
     """Whether ccli refuses the file: `verify` reports it, or opening and reading every dataset fails."""
     from ccli.errors import BadInput
     from ccli.store import open_artifact, verify_artifact
-    from ccli.store.artifact import _all_datasets
+    from ccli.store.digests import _all_datasets
 
     if verify_artifact(path):
         return True

@@ -4,8 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from ccli.neighbors import knn as K
-from ccli.neighbors.knn import SearchParams, dot_error_bound, knn
+from ccli.neighbors import knn_torch as K
+from ccli.neighbors.knn import knn
+from ccli.neighbors.knn_torch import dot_error_bound
+from ccli.neighbors.params import SearchParams
 
 
 def assert_exact(x, idx, scores, k, metric, exclude_self=True):

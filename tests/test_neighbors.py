@@ -9,7 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ccli.neighbors.knn import SearchParams, drop_self, knn
+from ccli.neighbors.knn import knn
+from ccli.neighbors.knn_faiss import drop_self
+from ccli.neighbors.params import SearchParams
 from ccli.neighbors.multiview import _align, filter_scores, keep_best, rerank, strong_rerank
 from ccli.neighbors.purity import neighbor_purity, purity_at
 from ccli.store import ArtifactWriter, content_key, open_artifact

@@ -145,7 +145,7 @@ def test_html_is_one_self_contained_file(cli, two_runs, tmp_path):
 
 def test_map_uses_features_or_soft_assignments(tmp_path):
     from ccli.report.collect import collect_run
-    from ccli.report.render import embed_2d, plot_map
+    from ccli.report.figures import embed_2d, plot_map
 
     rng = np.random.default_rng(2)
     targets = np.arange(60) % 3
@@ -165,7 +165,7 @@ def test_map_uses_features_or_soft_assignments(tmp_path):
 
 def test_hungarian_order_and_class_names(two_runs):
     from ccli.report.collect import collect_run
-    from ccli.report.render import class_labels, thumbnail_mosaic
+    from ccli.report.figures import class_labels, thumbnail_mosaic
 
     a, _, targets, good, _ = two_runs
     run = collect_run(a)

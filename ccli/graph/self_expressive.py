@@ -97,7 +97,7 @@ def ridge_coefficients(z: np.ndarray, lam: float, diagonal: str = "exact") -> np
 
 def learned_coefficients(z: np.ndarray, params: SelfExpressiveParams, seed: int) -> np.ndarray:
     """A B×B self-expression layer with a masked diagonal, trained by Adam on fixed features."""
-    from ccli.neighbors.knn import torch_device
+    from ccli.neighbors.knn_torch import torch_device
     from ccli.threads import small_kernel_threads
 
     device = torch_device(params.device)

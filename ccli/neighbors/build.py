@@ -18,7 +18,8 @@ from ccli import log
 from ccli.errors import BadInput
 from ccli.neighbors.config import NeighborsConfig, keyed_config
 from ccli.neighbors.features import clean_view, read_labels, read_matrix, require_views
-from ccli.neighbors.knn import SearchParams, check_k, knn, prepare, resolve_backend, search
+from ccli.neighbors.knn import check_k, knn, prepare, resolve_backend, search
+from ccli.neighbors.params import SearchParams
 from ccli.neighbors.purity import neighbor_purity, purity_at
 from ccli.store import ArtifactWriter, cache_root, content_key, get_or_compute, open_artifact, output_path
 

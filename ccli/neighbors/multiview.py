@@ -173,7 +173,7 @@ def build_head(dim: int, hidden: int, clusters: int):
 
 def train_scan_head(clean: np.ndarray, neighbors: np.ndarray, params: CascadeParams):
     """`--filter-head scan_warmup`: train Φ_c with the SCAN loss on cached clean features and N_2q."""
-    from ccli.neighbors.knn import torch_device
+    from ccli.neighbors.knn_torch import torch_device
     from ccli.threads import small_kernel_threads
 
     device = torch_device(params.device)
@@ -215,7 +215,7 @@ def _train_scan_head(clean: np.ndarray, neighbors: np.ndarray, params: CascadePa
 def head_probabilities(head, x: np.ndarray, device: str = "cpu") -> np.ndarray:
     import torch
 
-    from ccli.neighbors.knn import torch_device
+    from ccli.neighbors.knn_torch import torch_device
 
     dev = torch_device(device)
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from ccli.errors import BadInput
-from ccli.store.artifact import open_artifact
+from ccli.store.reader import open_artifact
 from ccli.store.verify import is_valid_artifact, verify_artifact
 from ccli.store.schema import KINDS
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from ccli.errors import BadInput
-from ccli.store.artifact import Artifact, _all_datasets, _first_line, _hash_dataset, _str, open_artifact
+from ccli.store.digests import _all_datasets, _hash_dataset
+from ccli.store.reader import Artifact, _first_line, _str, open_artifact
 
 
 def is_valid_artifact(path: Path, kind: str, key: str | None = None) -> bool:

@@ -240,7 +240,7 @@ def _plan_h5(path, spec, split, image_size):
         except BadInput:
             raise
         except (OSError, ValueError, KeyError) as exc:
-            from ccli.store.artifact import _not_hdf5
+            from ccli.store.reader import _not_hdf5
 
             what = _not_hdf5(file)
             known = what.startswith(("a NumPy", "a PyTorch", "a zip"))
