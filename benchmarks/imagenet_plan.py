@@ -89,7 +89,8 @@ def kmeans_cost(x: np.ndarray, k: int, iters: int) -> dict:
 
 
 def ivf_cost(x: np.ndarray, k: int = 20) -> dict:
-    from ccli.neighbors.knn import SearchParams, default_nlist, knn
+    from ccli.neighbors.knn import SearchParams, knn
+    from ccli.neighbors.knn_faiss import default_nlist
 
     n, d = x.shape
     t0, c0 = time.perf_counter(), time.process_time()
@@ -103,7 +104,7 @@ def ivf_cost(x: np.ndarray, k: int = 20) -> dict:
 
 def extrapolate(measured: dict, kind: str, n_to: int = N_IMAGENET, k_to: int = K_IMAGENET) -> dict:
     """Cost models: k-means ∝ N·K·D per iteration; IVF search ∝ N · (N·nprobe/nlist) · D, nlist = 2·√N."""
-    from ccli.neighbors.knn import default_nlist
+    from ccli.neighbors.knn_faiss import default_nlist
 
     n = measured["n"]
     if kind == "kmeans":

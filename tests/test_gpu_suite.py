@@ -147,7 +147,7 @@ import imagenet_plan  # noqa: E402
 
 
 def test_plan_extrapolation_cost_models():
-    from ccli.neighbors.knn import default_nlist
+    from ccli.neighbors.knn_faiss import default_nlist
 
     km = imagenet_plan.extrapolate({"n": 20_000, "k": 100, "cpu_s_per_iteration": 0.5}, "kmeans", 40_000, 1000)
     assert km["factor"] == 20.0 and km["cpu_s_per_iteration"] == 10.0  # ∝ N·K
