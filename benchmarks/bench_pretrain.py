@@ -119,14 +119,18 @@ def bench_training(images: np.ndarray, device: str, steps: int, batch_size: int,
     import torch
 
     from ccli.data.augment import simclr_view
-    from ccli.engine import EngineConfig, RunFiles, fit, make_data_path, resolve_device
+    from ccli.engine import RunFiles, fit, make_data_path, resolve_device
     from ccli.methods.pretrain import PretrainConfig, build_task, effective
     from ccli.models import build_backbone
 
     dev = resolve_device(device)
-    cfg = effective(PretrainConfig(method="simclr", backbone="resnet18-cifar", batch_size=batch_size, epochs=1,
-                                   optimizer="sgd", lr=0.4, temperature=0.1, proj_hidden=512, knn_every=0,
-                                   augment_on=augment_on))
+    from ccli.config import build_config
+
+    # Flat keys: build_config sends the engine's (batch_size, epochs, lr, …) to its section.
+    settings = {"method": "simclr", "backbone": "resnet18-cifar", "batch_size": batch_size, "epochs": 1,
+                "optimizer": "sgd", "lr": 0.4, "temperature": 0.1, "proj_hidden": 512, "knn_every": 0,
+                "augment_on": augment_on}
+    cfg = effective(build_config(PretrainConfig, [("bench_pretrain", settings)]))
     torch.manual_seed(0)
     task, _, _ = build_task(cfg, build_backbone("resnet18-cifar", 3, 32))
     n = batch_size * (steps + 1)  # one warm-up step, then `steps` timed steps
@@ -134,23 +138,11 @@ def bench_training(images: np.ndarray, device: str, steps: int, batch_size: int,
                           [0.49, 0.48, 0.45], [0.25, 0.24, 0.26], batch_size, dev, seed=0)
     times: list[float] = []
 
-    class Timed:
-        def __len__(self):
-            return len(data)
-
-        def batches(self, epoch):
-            last = time.perf_counter()
-            for batch in data.batches(epoch):
-                yield batch
-                if dev.type == "cuda":
-                    torch.cuda.synchronize()
-                now = time.perf_counter()
-                times.append(now - last)
-                last = now
+    from step_timing import TimedBatches
 
     with tempfile.TemporaryDirectory() as tmp:
-        fit(task, Timed(), EngineConfig.from_config(cfg, device=str(dev)), RunFiles.for_output(Path(tmp)),
-            config_record={})
+        fit(task, TimedBatches(data, dev, times), cfg.engine,
+            RunFiles.for_output(Path(tmp)), config_record={}, device=dev)
     timed = times[1:]  # the first step includes worker start-up and allocator warm-up
     return {"bench": "pretrain", "augment_on": augment_on, "device": str(dev), "backbone": "resnet18-cifar",
             "image_size": 32, "batch_size": batch_size, "timed_steps": len(timed),

@@ -248,25 +248,12 @@ def section_augment(args, rec: Recorder, cap: float) -> None:
         data = make_data_path(augment_on, images, np.zeros(n, np.int64), views, mean, std, args.batch_size, dev,
                               seed=0, workers=workers)
         times: list[float] = []
-        t_begin = time.perf_counter()
+        from step_timing import TimedBatches
 
-        class Timed:
-            def __len__(self):
-                return len(data)
-
-            def batches(self, epoch):
-                last = time.perf_counter()
-                for batch in data.batches(epoch):
-                    yield batch  # the engine runs the whole step before asking for the next batch
-                    _sync(dev)
-                    now = time.perf_counter()
-                    times.append(now - last)
-                    last = now
-                    if len(times) >= 4 and now - t_begin > budget:
-                        return
+        timed_data = TimedBatches(data, dev, times, stop=lambda done, elapsed: len(done) >= 4 and elapsed > budget)
 
         with tempfile.TemporaryDirectory() as tmp:
-            fit(task, Timed(), dataclasses.replace(cfg.engine, augment_on=augment_on), RunFiles.for_output(Path(tmp)),
+            fit(task, timed_data, dataclasses.replace(cfg.engine, augment_on=augment_on), RunFiles.for_output(Path(tmp)),
                 config_record={}, device=dev)
         timed = times[2:]  # the first steps pay for worker start-up, cuDNN autotuning and allocator warm-up
         rate = args.batch_size * len(timed) / sum(timed) if timed else None
