@@ -47,3 +47,20 @@ def test_torch_kmeans_refills_empty_clusters():
     x[:3] += np.array([[0.1, 0], [0, 0.1], [0.1, 0.1]], dtype=np.float32)
     labels, centroids, _, _ = kmeans(x, 4, backend="torch", n_init=2, seed=1)
     assert len(np.unique(labels)) == 4
+
+
+def test_torch_update_is_the_mean_of_assigned_rows_across_blocks():
+    # The M-step sums block by block (one-hot products); with 7-row blocks over 50 rows the
+    # means must still equal numpy's float64 means of each cluster's rows.
+    import torch
+
+    from ccli.fit.kmeans import _update
+
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((50, 6)).astype(np.float32)
+    labels = rng.integers(0, 4, 50)
+    labels[:4] = np.arange(4)  # every cluster non-empty
+    xt = torch.from_numpy(x)
+    got = _update(xt, (xt * xt).sum(1), torch.from_numpy(labels), torch.zeros(4, 6), 4, rows=7).numpy()
+    want = np.stack([x[labels == c].astype(np.float64).mean(0) for c in range(4)])
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
