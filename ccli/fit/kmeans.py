@@ -12,7 +12,8 @@ Backends:
 - 'sklearn': scikit-learn's KMeans.
 
 With k-means++ seeding and early stopping, 10 restarts reach the same or lower inertia than
-faiss's 10 random-start restarts of 300 iterations at a tenth of the time or less; 3 restarts
+faiss's 10 random-start restarts of 300 iterations (faiss's generic build is ~1.7× faster on a
+quiet 2-core machine, 10× slower or worse when its OpenMP threads share a busy one); 3 restarts
 were worse on digits and on one Fashion-MNIST seed, so 10 stays the default
 (BENCHMARKS.md, "Performance and scale (issue 17)").
 """
