@@ -318,12 +318,21 @@ def _heap_block(b, low, sq_norms, norms, max_norm, eps_unit, start, stop, cols, 
     # measured slower than a single thread (BENCHMARKS.md); the products keep torch's threads.
     threads = faiss.omp_get_max_threads()
     faiss.omp_set_num_threads(1)
+    # Every tile goes through the same two buffers: a fresh [m, cols] result per tile cost more in
+    # page faults than the bf16 product itself (0.71 vs ~2.2 s per 10⁹ scores, BENCHMARKS.md).
+    low_buf = torch.empty(m * cols, dtype=low.dtype) if low.dtype != torch.float32 else None
+    f32_buf = torch.empty(m * cols, dtype=torch.float32)
     try:
         for c0 in range(0, n, cols):
             c1 = min(n, c0 + cols)
-            s = _filter_scores(q, low[c0:c1], params.metric, sq_norms[c0:c1])
-            if s.dtype != torch.float32:
-                s = s.float()
+            s = f32_buf[: m * (c1 - c0)].view(m, c1 - c0)
+            if low_buf is None:
+                torch.mm(q, low[c0:c1].T, out=s)
+            else:
+                torch.mm(q, low[c0:c1].T, out=low_buf[: m * (c1 - c0)].view(m, c1 - c0))
+                s.copy_(low_buf[: m * (c1 - c0)].view(m, c1 - c0))
+            if params.metric == "l2":
+                s.mul_(2).sub_(sq_norms[c0:c1][None, :])
             if params.exclude_self:
                 _mask_self(s, start, stop, c0, c1)
             tile = s.numpy()
