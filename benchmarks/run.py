@@ -12,7 +12,8 @@ BENCHMARKS.md under a heading with the machine, the date and `uptime`'s load bef
   ranking as cosine), clustered unit rows (benchmarks/bench_neighbors.make_data), peak RSS of
   each contender from its own subprocess;
 - kmeans: ccli.fit.kmeans 'torch' (k-means++, early stop, 10 restarts) vs today's previous
-  default ('faiss', 10 random restarts × 300 iterations), inertia refereed in float64;
+  default ('faiss', 10 random restarts × 300 iterations), inertia refereed in float64; on a
+  synthetic mixture, or with --features F.h5 on a `ccli embed` artifact's features;
 - eval: `ccli eval` whole process on digits-sized labels, wall and CPU seconds;
 - gpu: benchmarks/gpu_suite.py (every GPU measurement of issue 17, each beside its baseline: augmentation
   on the device vs per-sample CPU workers, fp32 vs bf16/channels_last/fused/compile steps, exact kNN
@@ -91,17 +92,29 @@ def bench_knn(n: int, d: int = 128, k: int = 20) -> str:
     return "\n".join(lines)
 
 
-def bench_kmeans(n: int, d: int = 128, k: int = 10, seeds: int = 3) -> str:
+def bench_kmeans(n: int, d: int = 128, k: int = 10, seeds: int = 3, features: str | None = None) -> str:
     sys.path.insert(0, str(ROOT))
     from ccli.fit.kmeans import inertia_of, kmeans
 
-    rng = np.random.default_rng(0)
-    centres = rng.standard_normal((k * 3, d)).astype(np.float32)
-    x = centres[rng.integers(0, len(centres), n)] + rng.standard_normal((n, d)).astype(np.float32)
-    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    if features:
+        # A features artifact of `ccli embed` (HDF5 dataset 'features'), L2-normalised the way the
+        # kmeans method does by default, so the figure is the method's own fitting cost on real features.
+        import h5py
+
+        with h5py.File(features, "r") as fh:
+            x = np.asarray(fh["features"], dtype=np.float32)
+        x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+        n, d = x.shape
+        what = f"features of {Path(features).name}, L2-normalised"
+    else:
+        rng = np.random.default_rng(0)
+        centres = rng.standard_normal((k * 3, d)).astype(np.float32)
+        x = centres[rng.integers(0, len(centres), n)] + rng.standard_normal((n, d)).astype(np.float32)
+        x /= np.linalg.norm(x, axis=1, keepdims=True)
+        what = f"Gaussian mixture of {3 * k} centres, unit rows"
     contenders = {"faiss 10×300 random init (previous default)": dict(backend="faiss", n_init=10, max_iter=300),
                   "ccli torch, k-means++, early stop, 10 restarts": dict(backend="torch", n_init=10)}
-    lines = [f"k-means, N={n:,}, D={d}, K={k} (Gaussian mixture of {3 * k} centres, unit rows), seeds 0..{seeds - 1}:", "",
+    lines = [f"k-means, N={n:,}, D={d}, K={k} ({what}), seeds 0..{seeds - 1}:", "",
              "| contender | seconds (mean ± std) | inertia (mean ± std) |", "|---|---:|---:|"]
     for name, kw in contenders.items():
         if kw["backend"] == "faiss":
@@ -162,6 +175,7 @@ def main(argv=None) -> None:
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, to check the harness")
     parser.add_argument("--no-append", action="store_true", help="print only; leave BENCHMARKS.md alone")
     parser.add_argument("--fashion", default=None, help="gpu: folder with the Fashion-MNIST IDX .gz files")
+    parser.add_argument("--features", default=None, help="kmeans: a `ccli embed` features .h5 instead of the synthetic mixture")
     args = parser.parse_args(argv)
     unknown = set(args.names) - {"knn", "kmeans", "eval", "gpu"}
     if unknown:
@@ -172,7 +186,8 @@ def main(argv=None) -> None:
         if name == "knn":
             parts.append(bench_knn(args.n or (2000 if args.smoke else 200_000)))
         elif name == "kmeans":
-            parts.append(bench_kmeans(args.n or (2000 if args.smoke else 70_000), seeds=1 if args.smoke else 3))
+            parts.append(bench_kmeans(args.n or (2000 if args.smoke else 70_000), seeds=1 if args.smoke else 3,
+                                      features=args.features))
         elif name == "gpu":
             parts.append(bench_gpu(args.smoke, args.fashion))
         else:
