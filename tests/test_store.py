@@ -79,6 +79,32 @@ def test_out_of_order_rows_are_refused(tmp_path):
     assert not (tmp_path / "f.h5").exists()
 
 
+def test_rows_written_in_any_order_give_the_in_order_file_and_checksum(tmp_path):
+    """Blocks that torchrun ranks computed reach rank 0 out of order: same data, same digest."""
+    x = np.arange(40, dtype=np.float32).reshape(10, 4)
+
+    def write(path, blocks, any_order):
+        with ArtifactWriter(path, "features", "k", {}) as w:
+            w.create("features", (10, 4), np.float16, any_order=any_order)
+            for start, stop in blocks:
+                w.write_rows("features", start, x[start:stop])
+            w.write("labels", np.zeros(10, dtype=np.int64))
+            w.write("index", np.arange(10))
+
+    write(tmp_path / "ordered.h5", [(0, 3), (3, 7), (7, 10)], False)
+    write(tmp_path / "shuffled.h5", [(7, 10), (0, 3), (3, 7)], True)
+    with h5py.File(tmp_path / "ordered.h5") as a, h5py.File(tmp_path / "shuffled.h5") as b:
+        np.testing.assert_array_equal(b["features"][:], x.astype(np.float16))
+        assert b["features"].attrs["checksum"] == a["features"].attrs["checksum"]
+    assert verify_artifact(tmp_path / "shuffled.h5") == []
+    # A row written twice, or one never written, is refused and leaves no file.
+    for blocks in ([(0, 6), (5, 10)], [(0, 3), (4, 10)]):
+        with pytest.raises(ValueError):
+            write(tmp_path / "bad.h5", blocks, True)
+        assert not (tmp_path / "bad.h5").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ordered.h5", "shuffled.h5"]
+
+
 def test_content_key_depends_on_config_and_inputs_only():
     a = content_key("features", {"x": 1, "y": [1, 2]}, ["in1"])
     assert a == content_key("features", {"y": [1, 2], "x": 1}, ["in1"])  # key order irrelevant

@@ -112,7 +112,8 @@ def run(argv: list[str] | None = None) -> None:
     except CcliError as exc:
         if debug:
             traceback.print_exc()
-        log.error(str(exc).replace("\n", " "))
+        if not getattr(exc, "said_elsewhere", False):  # another torchrun rank printed this failure
+            log.error(str(exc).replace("\n", " "))
         code = exc.exit_code
     except MemoryError as exc:
         if debug:

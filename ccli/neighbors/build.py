@@ -18,7 +18,9 @@ from ccli import log
 from ccli.errors import BadInput
 from ccli.neighbors.config import NeighborsConfig, keyed_config
 from ccli.neighbors.features import clean_view, read_labels, read_matrix, require_views
-from ccli.neighbors.knn import check_k, knn, prepare, resolve_backend, search
+from ccli.engine.ddp import env_world_size
+from ccli.engine.shards import joined, run_sharded
+from ccli.neighbors.knn import check_k, prepare, resolve_backend, search, shard_grid
 from ccli.neighbors.params import SearchParams
 from ccli.neighbors.purity import neighbor_purity, purity_at
 from ccli.store import ArtifactWriter, cache_root, content_key, get_or_compute, open_artifact, output_path
@@ -124,7 +126,12 @@ def compute_neighbors(
     device: str = "auto",
     block_rows: int = 0,
 ) -> NeighborsResult:
-    """Make (or find in the cache) the neighbors artifact for `features_path` under `cfg`."""
+    """Make (or find in the cache) the neighbors artifact for `features_path` under `cfg`.
+
+    Under torchrun each rank searches the queries of its shard against every row and rank 0
+    writes the one artifact (ccli.engine.shards): the rows, the key and the file are those of one
+    process. Multi-view mode shards its step-1 search; the cascade's re-ranking runs on rank 0.
+    """
     if block_rows < 0:
         raise BadInput(f"block_rows={block_rows} must be 0 (automatic) or a positive number of rows.")
     with open_artifact(features_path, "features") as art:
@@ -133,21 +140,56 @@ def compute_neighbors(
         key = content_key("neighbors", keyed, [art.key])
         features_key = art.key
         n = art.shape("features")[0]
+        searched = clean_view(art) if cfg.multi_view else "features"
+    world = env_world_size()
+    if world > 1 and cfg.index != "flat":
+        raise BadInput(f"index={cfg.index} cannot be split across the {world} processes of this torchrun: only exact "
+                       "search (index=flat) is; run the approximate index in one process.")
     path = output_path(out, cache_root(cache_dir), "neighbors", key, force=force)
+    with joined(device) as (ctx, dev):
+        run_device = str(dev) if ctx.distributed else device
+        k_searched = cfg.mult1 * cfg.k if cfg.multi_view else cfg.k
+        params = _search_params(cfg, k_searched, run_device, block_rows)
+        table = _LazyTable(features_path, searched, cfg.metric, prepared=cfg.multi_view)
 
-    def build(target: Path) -> None:
-        started = time.perf_counter()
-        with open_artifact(features_path, "features") as art:
-            if cfg.multi_view:
-                _build_multi_view(art, target, cfg, keyed, key, features_key, device, block_rows)
-            else:
-                _build_plain(art, target, cfg, keyed, key, features_key, device, block_rows)
-        log.info(f"neighbours for {n:,} points in {time.perf_counter() - started:.1f}s → {target}")
+        def produce(lo: int, hi: int):
+            for start, idx, scores in search(table.get(), params, copy=False, rows=(lo, hi)):
+                yield start, {"indices": idx, "scores": scores}
 
-    cached = get_or_compute(path, "neighbors", key, build, force=force)
-    if cached:
-        log.info(f"cache hit: {path}")
+        def build(target: Path, gather) -> None:
+            started = time.perf_counter()
+            with open_artifact(features_path, "features") as art:
+                if cfg.multi_view:
+                    _build_multi_view(art, target, cfg, keyed, key, features_key, run_device, gather, table)
+                else:
+                    _build_plain(art, target, cfg, keyed, key, features_key, gather, ctx.distributed, table)
+            log.info(f"neighbours for {n:,} points in {time.perf_counter() - started:.1f}s → {target}")
+
+        cached = run_sharded(ctx, n, produce, align=shard_grid(params),
+                             main=lambda gather: get_or_compute(path, "neighbors", key, lambda t: build(t, gather),
+                                                                force=force))
+        if cached:
+            log.info(f"cache hit: {path}")
+        if not ctx.is_main:  # rank 0 reads the result back and reports it
+            return NeighborsResult(path=path, key=key, cached=cached, n=n, k=cfg.k, backend=cfg.backend, config=keyed)
     return _summarise(path, key, cached, keyed)
+
+
+class _LazyTable:
+    """The searched matrix, read (and for multi-view prepared) on first use: a cache hit reads nothing."""
+
+    def __init__(self, features_path, name: str, metric: str, prepared: bool):
+        self.features_path, self.name, self.metric, self.prepared = features_path, name, metric, prepared
+        self._x = None
+
+    def get(self) -> np.ndarray:
+        if self._x is None:
+            with open_artifact(self.features_path, "features") as art:
+                x = _read_checked(art, self.name, self.metric)
+            # The cascade compares rows of the prepared clean table; the plain search prepares
+            # its own copy-free matrix inside `search`.
+            self._x = prepare(x, self.metric, copy=False) if self.prepared else x
+        return self._x
 
 
 def _attrs(cfg: NeighborsConfig, views: list[str], score_kind: str) -> dict:
@@ -180,39 +222,51 @@ def _read_checked(art, name: str, metric: str) -> np.ndarray:
     return x
 
 
-def _build_plain(art, target, cfg, keyed, key, features_key, device, block_rows) -> None:
-    x = _read_checked(art, "features", cfg.metric)
-    n = len(x)
-    params = _search_params(cfg, cfg.k, device, block_rows)
-    log.info(f"searching {n:,}×{x.shape[1]} features: k={cfg.k}, {cfg.metric}, {cfg.backend}/{cfg.index}")
+def _build_plain(art, target, cfg, keyed, key, features_key, gather, any_order: bool, table) -> None:
+    n, d = table.get().shape  # read and checked before anything is said or opened for writing
+    log.info(f"searching {n:,}×{d} features: k={cfg.k}, {cfg.metric}, {cfg.backend}/{cfg.index}")
     score_kind = "cosine" if cfg.metric == "cosine" else "l2_distance"
     with ArtifactWriter(target, "neighbors", key, keyed, [features_key], _attrs(cfg, ["features"], score_kind)) as w:
-        w.create("indices", (n, cfg.k), index_dtype(n))
-        w.create("scores", (n, cfg.k), np.float32)
+        w.create("indices", (n, cfg.k), index_dtype(n), any_order=any_order)
+        w.create("scores", (n, cfg.k), np.float32, any_order=any_order)
         from ccli.engine.progress import StepProgress
 
         with StepProgress("neighbours", n) as bar:
-            for start, idx, scores in search(x, params, copy=False):
-                w.write_rows("indices", start, idx)
-                w.write_rows("scores", start, scores)
-                bar.update(start + len(idx))
-                log.debug(f"  rows {start + len(idx):,}/{n:,}")
+            done = 0
+
+            def write(start: int, block: dict) -> None:
+                nonlocal done
+                w.write_rows("indices", start, block["indices"])
+                w.write_rows("scores", start, block["scores"])
+                done += len(block["indices"])
+                bar.update(done)
+                log.debug(f"  rows {done:,}/{n:,}")
+
+            gather(write)
         _write_labels(w, art)
 
 
-def _build_multi_view(art, target, cfg, keyed, key, features_key, device, block_rows) -> None:
+def _build_multi_view(art, target, cfg, keyed, key, features_key, device, gather, table) -> None:
     from ccli.neighbors.multiview import cascade
 
     views = require_views(art, ("strong", "weak"), draws={"strong": cfg.strong_draws})
     clean_name = clean_view(art)
     params = _cascade_params(cfg, device)
-    clean = prepare(_read_checked(art, clean_name, cfg.metric), cfg.metric, copy=False)
-    n = len(clean)
+    n = len(table.get())  # the clean view, read and checked before anything is said
     log.info(
         f"multi-view cascade on {n:,} points: {cfg.mult1 * cfg.k} ({clean_name}) → "
         f"{cfg.mult2 * cfg.k} ({', '.join(views['strong'])}) → {cfg.k} ({views['weak'][0]})"
     )
-    step1_idx, step1_scores = knn(clean, _search_params(cfg, cfg.mult1 * cfg.k, device, block_rows), copy=False)
+    # Step 1, the full search, is the one the ranks share; steps 2-3 re-rank its rows here.
+    step1_idx = np.empty((n, cfg.mult1 * cfg.k), dtype=np.int64)
+    step1_scores = np.empty((n, cfg.mult1 * cfg.k), dtype=np.float32)
+
+    def write(start: int, block: dict) -> None:
+        step1_idx[start : start + len(block["indices"])] = block["indices"]
+        step1_scores[start : start + len(block["scores"])] = block["scores"]
+
+    gather(write)
+    clean = table.get()  # prepared for the metric, as the search left it
     strong = [prepare(read_matrix(art, name), cfg.metric, copy=False) for name in views["strong"]]
     weak = prepare(read_matrix(art, views["weak"][0]), cfg.metric, copy=False)
     steps = cascade(step1_idx, step1_scores, clean, strong, weak, params, log=log.info)

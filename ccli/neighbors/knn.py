@@ -22,7 +22,7 @@ from typing import Iterator
 import numpy as np
 
 from ccli.errors import BadInput, CcliError
-from ccli.neighbors.knn_faiss import faiss_available, faiss_gpu_count, search_faiss
+from ccli.neighbors.knn_faiss import FAISS_BLOCK_ROWS, faiss_available, faiss_gpu_count, search_faiss
 from ccli.neighbors.knn_torch import search_torch
 from ccli.neighbors.params import BACKENDS, INDEXES, METRICS, SearchParams
 
@@ -83,20 +83,37 @@ def _float32(x: np.ndarray, copy: bool) -> np.ndarray:
     return np.array(x, dtype=np.float32, order="C", copy=True) if copy else np.ascontiguousarray(x, dtype=np.float32)
 
 
-def search(x: np.ndarray, params: SearchParams, copy: bool = True) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+def search(x: np.ndarray, params: SearchParams, copy: bool = True,
+           rows: tuple[int, int] | None = None) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
     """Stream (start_row, indices int64 [b,k], scores float32 [b,k]) for every row of `x` against all of `x`.
 
     `copy=False` lets a caller that owns a float32 `x` have it normalised in place (one
-    N×D matrix in memory instead of two).
+    N×D matrix in memory instead of two). `rows=(start, stop)` searches only those query rows
+    (still against every row): a torchrun rank's shard. Each query row's answer is the same
+    whichever rows are searched with it.
     """
     check_k(params.k, len(x), "the features")
     base = prepare(x, params.metric, copy=copy)
+    queries = (0, len(base)) if rows is None else rows
     if params.backend == "torch":
-        yield from search_torch(base, params)
+        yield from search_torch(base, params, queries)
     elif params.backend == "faiss":
-        yield from search_faiss(base, params)
+        yield from search_faiss(base, params, queries)
     else:
         raise ValueError(f"unresolved backend {params.backend!r}")
+
+
+def shard_grid(params: SearchParams) -> int:
+    """Rows a shard of the queries must keep whole for its answers to be those of one process.
+
+    The torch backend rescores every candidate in float64 from the rows themselves, so a row's
+    neighbours and scores do not depend on the rows searched with it: any split will do (1).
+    faiss's float32 scores come from BLAS tiles whose shape follows the queries of one search
+    call; two near-tied neighbours can swap in another tiling, so a shard is made of whole calls.
+    """
+    if params.backend == "faiss":
+        return params.block_rows or FAISS_BLOCK_ROWS
+    return 1
 
 
 def knn(x: np.ndarray, params: SearchParams, copy: bool = True) -> tuple[np.ndarray, np.ndarray]:

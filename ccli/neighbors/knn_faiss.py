@@ -15,7 +15,7 @@ from ccli.errors import BadInput, CcliError
 from ccli.neighbors.params import INDEXES, SearchParams
 
 # Queries per faiss search call: bounds the result buffers; faiss blocks internally too.
-_FAISS_BLOCK_ROWS = 16384
+FAISS_BLOCK_ROWS = 16384
 
 
 def faiss_available() -> bool:
@@ -92,13 +92,14 @@ def build_faiss_index(base: np.ndarray, params: SearchParams):
 
 
 
-def search_faiss(base: np.ndarray, params: SearchParams) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+def search_faiss(base: np.ndarray, params: SearchParams,
+                 queries: tuple[int, int] | None = None) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
     index = build_faiss_index(base, params)
-    n = len(base)
+    first, last = (0, len(base)) if queries is None else queries
     extra = 1 if params.exclude_self else 0
-    rows = params.block_rows or _FAISS_BLOCK_ROWS
-    for start in range(0, n, rows):
-        q = base[start : start + rows]
+    rows = params.block_rows or FAISS_BLOCK_ROWS
+    for start in range(first, last, rows):
+        q = base[start : min(last, start + rows)]
         scores, ids = index.search(q, params.k + extra)
         ids = ids.astype(np.int64, copy=False)
         if params.exclude_self:

@@ -90,7 +90,8 @@ def _exact_cuda_matmul():
         m.allow_tf32, m.allow_bf16_reduced_precision_reduction = saved
 
 
-def search_torch(base: np.ndarray, params: SearchParams) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+def search_torch(base: np.ndarray, params: SearchParams,
+                 queries: tuple[int, int] | None = None) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
     """Exact top-k: a fast filter product keeps every possible neighbour, fp32 rescoring ranks them.
 
     For each block of query rows, the database is visited in column chunks. The filter score is
@@ -120,8 +121,9 @@ def search_torch(base: np.ndarray, params: SearchParams) -> Iterator[tuple[int, 
     heaps = device.type == "cpu" and faiss_available()
     with torch.inference_mode(), _exact_cuda_matmul():
         max_norm = float(norms.max()) if n else 0.0
-        for start in range(0, n, rows):
-            stop = min(n, start + rows)
+        first, last = (0, n) if queries is None else queries
+        for start in range(first, last, rows):
+            stop = min(last, start + rows)
             if heaps:
                 idx, vals = _heap_block(b, low, sq_norms, norms, max_norm, eps_unit, start, stop, cols, params)
             else:

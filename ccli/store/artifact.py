@@ -64,6 +64,7 @@ class ArtifactWriter:
         self._h5 = None
         self._hashers: dict[str, Any] = {}
         self._next_row: dict[str, int] = {}
+        self._rows_written: dict[str, "np.ndarray"] = {}  # datasets filled in any order (create(any_order=True))
         self._planned = 0  # bytes of the datasets created so far (uncompressed upper bound)
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -132,6 +133,10 @@ class ArtifactWriter:
         missing = [name for name in required if name not in self._h5]
         if missing:
             raise ValueError(f"{self.kind} artifact is missing datasets {missing}")
+        for name, written in self._rows_written.items():
+            if not written.all():
+                raise ValueError(f"dataset {name} was not completely written")
+            self._hash_back(name)
         for name, hasher in self._hashers.items():
             dset = self._h5[name]
             if self._next_row.get(name, dset.shape[0] if dset.shape else 0) != (dset.shape[0] if dset.shape else 0):
@@ -162,18 +167,42 @@ class ArtifactWriter:
         h.update(array.tobytes())
         dset.attrs["checksum"] = "blake2b:" + h.hexdigest()
 
-    def create(self, name: str, shape: tuple[int, ...], dtype, **h5_options):
-        """Create a dataset to be filled in order with `write_rows` (streaming writes)."""
+    def create(self, name: str, shape: tuple[int, ...], dtype, *, any_order: bool = False, **h5_options):
+        """Create a dataset to be filled with `write_rows` (streaming writes).
+
+        Rows arrive in order by default, and are hashed as they come. With `any_order` (blocks
+        that several processes computed, arriving as they finish) every row must be written once,
+        and the checksum is hashed from the file when the writer finishes: the same digest.
+        """
         dtype = np.dtype(dtype)
         self._reserve(int(np.prod(shape, dtype=np.int64)) * dtype.itemsize)
         options = {**_chunking(shape, dtype), **_default_compression(dtype), **h5_options}
         dset = self._h5.create_dataset(name, shape=shape, dtype=dtype, **options)
         self._hashers[name] = _new_hasher()
-        self._next_row[name] = 0
+        if any_order:
+            self._rows_written[name] = np.zeros(shape[0] if shape else 0, dtype=bool)
+        else:
+            self._next_row[name] = 0
         return dset
 
+    def _hash_back(self, name: str) -> None:
+        """Hash an any-order dataset from the file, in row order (the digest of an in-order write)."""
+        dset = self._h5[name]
+        row_bytes = max(1, int(np.prod(dset.shape[1:], dtype=np.int64)) * dset.dtype.itemsize)
+        step = max(1, (64 * 2**20) // row_bytes)
+        for start in range(0, dset.shape[0], step):
+            self._hashers[name].update(np.ascontiguousarray(dset[start : start + step]).tobytes())
+
     def write_rows(self, name: str, start: int, block) -> None:
-        """Write rows [start, start+len(block)); rows must arrive in order (for the checksum)."""
+        """Write rows [start, start+len(block)); in order unless created with `any_order`."""
+        if name in self._rows_written:
+            written = self._rows_written[name]
+            stop = start + len(block)
+            if start < 0 or stop > len(written) or written[start:stop].any():
+                raise ValueError(f"rows {start}:{stop} of {name} are outside it or were written before")
+            self._h5[name][start:stop] = np.ascontiguousarray(block, dtype=self._h5[name].dtype)
+            written[start:stop] = True
+            return
         if start != self._next_row[name]:
             raise ValueError(f"rows of {name} must be written in order: expected {self._next_row[name]}, got {start}")
         dset = self._h5[name]

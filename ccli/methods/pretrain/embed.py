@@ -148,7 +148,8 @@ def embed(checkpoint, data_spec: Optional[str] = None, split: Optional[str] = No
     from ccli.data.sources import load_dataset
     from ccli.engine.checkpoint import file_identity
     from ccli.engine.datapath import mix_seed
-    from ccli.engine.device import autocast, autocast_dtype, resolve_device
+    from ccli.engine.device import autocast, autocast_dtype
+    from ccli.engine.shards import joined, run_sharded
     from ccli.store import ArtifactWriter, cache_root, content_key, get_or_compute, output_path
 
     if layer not in ("backbone", "projector"):
@@ -166,7 +167,6 @@ def embed(checkpoint, data_spec: Optional[str] = None, split: Optional[str] = No
         raise BadInput(f"checkpoint {checkpoint} has no projector; use --layer backbone.")
     data_spec = data_spec or model.info["data"]["spec"]
     split = split or model.info["data"].get("split", "all")
-    dev = resolve_device(device)
     # --image-size: embed at another size than the checkpoint's (the backbone must take it).
     size = _embed_size(model, image_size, checkpoint)
     dataset = load_dataset(data_spec, split=split, image_size=size)
@@ -188,46 +188,65 @@ def embed(checkpoint, data_spec: Optional[str] = None, split: Optional[str] = No
     key = content_key("features", config, [f"checkpoint:{identity}", f"data:{dataset.fingerprint}"])
     path = output_path(out, cache_root(cache_dir), "features", key, force=force)
 
-    def build(target: Path) -> None:
-        from ccli.data.augment import strong_view, weak_view
-        from ccli.data.gpu_augment import BatchAugmenter
+    # Under torchrun each rank embeds whole batches of the one-process grid (views are seeded by
+    # the batch's first row), rank 0 writes them: the artifact and its key are the one-process ones.
+    with joined(device) as (ctx, dev):
+        def produce(lo: int, hi: int):
+            from ccli.data.augment import strong_view, weak_view
+            from ccli.data.gpu_augment import BatchAugmenter
 
-        net = model.backbone if layer == "backbone" else torch.nn.Sequential(model.backbone, model.projector)
-        net = net.to(dev).eval()
-        amp = autocast_dtype(dev, "auto")
-        out_dim = int(model.backbone.out_dim if layer == "backbone" else model.projector.out_dim)
-        clean = BatchAugmenter([_eval_view(h)], model.mean, model.std)
-        augmenters = {"weak": BatchAugmenter([weak_view(h, flip_p=flip_p)], model.mean, model.std),
-                      "strong": BatchAugmenter([strong_view(h, cutout=cutout, flip_p=flip_p)], model.mean, model.std)}
-        attrs = {"normalized": False, "layer": layer, "checkpoint": str(checkpoint), "checkpoint_identity": identity,
-                 "backbone": model.info["backbone"]["name"], "data_spec": dataset.spec, "split": split}
-        with ArtifactWriter(target, "features", key, config, [identity, dataset.fingerprint], attrs) as writer:
-            writer.write("labels", dataset.labels)
-            writer.write("index", np.arange(n, dtype=np.int64))
-            from ccli.store.sample_ids import write_sample_ids
-
-            write_sample_ids(writer, dataset.ids, dataset.class_names)
-            writer.create("features", (n, out_dim), dtype)
-            for name, _, _ in stored:
-                writer.create(name, (n, out_dim), dtype)
-            if stored:
-                writer.set_attrs("views", names=json.dumps([s[0] for s in stored]), draws=draws)
-            from ccli.engine.progress import StepProgress
-
-            with torch.no_grad(), StepProgress("embed", n) as bar:
-                for start in range(0, n, batch_size):
-                    bar.update(start)
-                    x = torch.from_numpy(dataset.images[start : start + batch_size]).to(dev).permute(0, 3, 1, 2)
+            net = model.backbone if layer == "backbone" else torch.nn.Sequential(model.backbone, model.projector)
+            net = net.to(dev).eval()
+            amp = autocast_dtype(dev, "auto")
+            clean = BatchAugmenter([_eval_view(h)], model.mean, model.std)
+            augmenters = {"weak": BatchAugmenter([weak_view(h, flip_p=flip_p)], model.mean, model.std),
+                          "strong": BatchAugmenter([strong_view(h, cutout=cutout, flip_p=flip_p)], model.mean,
+                                                   model.std)}
+            with torch.no_grad():
+                for start in range(lo, hi, batch_size):
+                    x = torch.from_numpy(dataset.images[start : min(hi, start + batch_size)]).to(dev)
+                    x = x.permute(0, 3, 1, 2)
                     gen = torch.Generator(device=dev)
+                    block = {}
                     with autocast(dev, amp):
-                        writer.write_rows("features", start, net(clean(x, gen)[0]).float().cpu().numpy())
+                        block["features"] = net(clean(x, gen)[0]).float().cpu().numpy()
                         for name, view, draw in stored:
                             gen.manual_seed(mix_seed(seed, EMBED_VIEWS.index(view), draw, start))
-                            feats = net(augmenters[view](x, gen)[0])
-                            writer.write_rows(name, start, feats.float().cpu().numpy())
-                bar.update(n)
+                            block[name] = net(augmenters[view](x, gen)[0]).float().cpu().numpy()
+                    yield start, block
 
-    hit = get_or_compute(path, "features", key, build, force=force)
+        def build(target: Path, gather) -> None:
+            out_dim = int(model.backbone.out_dim if layer == "backbone" else model.projector.out_dim)
+            attrs = {"normalized": False, "layer": layer, "checkpoint": str(checkpoint),
+                     "checkpoint_identity": identity, "backbone": model.info["backbone"]["name"],
+                     "data_spec": dataset.spec, "split": split}
+            with ArtifactWriter(target, "features", key, config, [identity, dataset.fingerprint], attrs) as writer:
+                writer.write("labels", dataset.labels)
+                writer.write("index", np.arange(n, dtype=np.int64))
+                from ccli.store.sample_ids import write_sample_ids
+
+                write_sample_ids(writer, dataset.ids, dataset.class_names)
+                for name in ["features", *(s[0] for s in stored)]:
+                    writer.create(name, (n, out_dim), dtype, any_order=ctx.distributed)
+                if stored:
+                    writer.set_attrs("views", names=json.dumps([s[0] for s in stored]), draws=draws)
+                from ccli.engine.progress import StepProgress
+
+                with StepProgress("embed", n) as bar:
+                    done = 0
+
+                    def write(start: int, block: dict) -> None:
+                        nonlocal done
+                        for name, rows in block.items():
+                            writer.write_rows(name, start, rows)
+                        done += len(block["features"])
+                        bar.update(done)
+
+                    gather(write)
+
+        hit = run_sharded(ctx, n, produce, align=batch_size,
+                          main=lambda gather: get_or_compute(path, "features", key, lambda t: build(t, gather),
+                                                             force=force))
     return path, hit
 
 
