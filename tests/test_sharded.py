@@ -200,3 +200,59 @@ def test_a_rank_that_fails_mid_stream_stops_every_rank_and_rank_0_leaves_no_temp
     assert f"error rank {failing} cannot compute rows from {where}" in errs[failing], errs
     assert f"quiet rank {failing} failed: rank {failing} cannot compute rows from {where}" in errs[1 - failing], errs
     assert list(out.parent.iterdir()) == []
+
+
+def _rank_pid(launcher: int, local_rank: int) -> int | None:
+    """The pid of torchrun's worker with LOCAL_RANK=`local_rank` (its child), once it runs."""
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            environ = (proc / "environ").read_bytes().split(b"\0")
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == launcher and f"LOCAL_RANK={local_rank}".encode() in environ:
+            return int(proc.name)
+    return None
+
+
+@pytest.mark.parametrize("victim", [1, 0])
+def test_a_rank_killed_mid_search_makes_torchrun_exit_1_with_one_sentence(tmp_path, victim):
+    """SIGKILL on one rank while rank 0's temp file exists (the search is under way).
+
+    Rank 1 killed: rank 0 learns it from the process group (or torchrun's SIGTERM), says so once,
+    and its writer and lock leave nothing. Rank 0 killed: rank 1 says so; rank 0 could not clean
+    up, so its hidden temp and lock files stay until `ccli cache gc` removes them.
+    """
+    import signal
+    import time
+
+    x = np.random.default_rng(0).standard_normal((40_000, 32)).astype(np.float32)
+    features = write_features(tmp_path / "x.h5", x)
+    cache = tmp_path / "cache"
+    launcher = subprocess.Popen(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
+         "-m", "ccli", "neighbors", str(features), "-k", "10", "--block-rows", "256", "-q"],
+        env=_env(cache), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+    deadline = time.monotonic() + 240
+    while not list(cache.glob("neighbors/.*.tmp-*")) and launcher.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    pid = _rank_pid(launcher.pid, victim)
+    assert pid is not None and launcher.poll() is None, "the search finished before a rank could be killed"
+    os.kill(pid, signal.SIGKILL)
+    out, err = launcher.communicate(timeout=240)
+    assert launcher.returncode == 1
+    assert out == ""  # no artifact path printed
+    said = [line for line in err.splitlines() if line.startswith("ccli: error:")]
+    assert len(said) == 1, err[-3000:]
+    assert said[0].endswith("this process stopped too and wrote nothing.") or "SIGTERM" in said[0], said
+    if victim == 1:
+        assert files_under(cache) == []
+    else:
+        lock, temp = files_under(cache)  # .KEY.h5.lock, .KEY.h5.tmp-PID-RANDOM: hidden, one key
+        assert lock.startswith("neighbors/.") and lock.endswith(".h5.lock")
+        assert temp.startswith(lock[: -len(".lock")] + ".tmp-")
+        gc = ccli_one(cache, "cache", "gc", "-q")
+        assert gc.returncode == 0, gc.stderr
+        assert files_under(cache) == []

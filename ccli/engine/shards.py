@@ -20,11 +20,19 @@ A failure on any rank in step 3 reaches every rank at the next header swap, so a
 together and rank 0's writer removes its temporary file: no rank waits on a dead peer, nothing is
 left behind. In one process the same code runs with the exchange reduced to "write each block".
 Rows reach rank 0 out of order, so the writer's datasets are created with `any_order=True`.
+
+A rank that dies without a word (killed, out of memory) cannot take part in that: its peers learn
+it from the process group (gloo: "Connection closed by peer") or from torchrun, which sends SIGTERM
+to every other rank when one exits. Both become one `PeerLost` error (exit 1, one sentence), raised
+like any other, so rank 0's writer and the store's lock are cleaned up on the way out. Only a rank 0
+killed with SIGKILL leaves its hidden temp file behind (`ccli cache gc` removes it).
 """
 
 from __future__ import annotations
 
 import contextlib
+import signal
+import threading
 from typing import Callable, Iterator
 
 import numpy as np
@@ -46,6 +54,58 @@ class PeerFailed(CcliError):
     def __init__(self, rank: int, exit_code: int, message: str):
         super().__init__(f"rank {rank} failed: {message}")
         self.exit_code = exit_code
+
+
+class PeerLost(CcliError):
+    """Another rank died without a word (the process group broke, or torchrun sent SIGTERM)."""
+
+    exit_code = 1
+
+
+# Set once this process knows the command failed: a SIGTERM that torchrun sends while the failure
+# unwinds (a temp file being removed) must not interrupt that clean-up.
+_stopping = threading.Event()
+
+
+def _on_sigterm(signum, frame) -> None:
+    if _stopping.is_set():
+        return
+    _stopping.set()
+    raise PeerLost("stopped by SIGTERM (torchrun sends it to every process when one of them fails); "
+                   "this process wrote nothing.")
+
+
+@contextlib.contextmanager
+def _sigterm_raises(ctx: DistContext) -> Iterator[None]:
+    """Under torchrun, SIGTERM raises PeerLost (so `finally` blocks run) instead of killing outright.
+
+    After a failure SIGTERM is ignored until the process exits (moments later: it is failing).
+    """
+    if not ctx.distributed or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    _stopping.clear()
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        yield
+    except BaseException:
+        # The handler stays, now ignoring SIGTERM: torchrun's signal usually comes after the
+        # process group already told us, and must not kill the process before it says why.
+        _stopping.set()
+        raise
+    signal.signal(signal.SIGTERM, previous)
+
+
+def _collective(fn, *args, **kwargs):
+    """A torch.distributed call; a broken process group (a peer died) becomes PeerLost."""
+    try:
+        return fn(*args, **kwargs)
+    except RuntimeError as exc:  # DistBackendError / DistNetworkError are RuntimeErrors
+        _stopping.set()
+        text = " ".join(str(exc).split())
+        detail = text.split("] ", 1)[-1].split(". ")[0].rstrip(".")  # gloo prefixes its source location
+        raise PeerLost(f"another process of this torchrun stopped without finishing (the process group broke: "
+                       f"{detail}); this process stopped too and wrote nothing.") from exc
 
 
 def shard_range(n: int, world_size: int, rank: int, align: int = 1) -> tuple[int, int]:
@@ -71,7 +131,8 @@ def joined(device_spec: str = "auto") -> Iterator[tuple[DistContext, object]]:
     ctx, device = init_distributed(device_spec)
     finished = False
     try:
-        yield ctx, device
+        with _sigterm_raises(ctx):
+            yield ctx, device
         finished = True
     finally:
         if ours:
@@ -100,10 +161,12 @@ def run_sharded(ctx: DistContext, n: int, produce: Callable[[int, int], Iterator
     if said[0] == _HIT:
         return True
     if said[0] == _FAILED:
+        _stopping.set()
         raise PeerFailed(0, said[1], said[2])
     _exchange(ctx, produce(lo, hi), None)
     said = _hear(ctx)
     if said[0] == _FAILED:
+        _stopping.set()
         raise PeerFailed(0, said[1], said[2])
     return False
 
@@ -119,9 +182,10 @@ def _run_main(ctx: DistContext, blocks: Callable[[], Iterator[Block]], main) -> 
 
     try:
         hit = main(gather)
-    except PeerFailed:
+    except (PeerFailed, PeerLost):
         raise
     except BaseException as exc:
+        _stopping.set()
         # Tell the others unless they already know (a failure inside the exchange reached them).
         if not phase["told"] or phase["exchanged"]:
             _say(ctx, _FAILED, getattr(exc, "exit_code", 1), _one_line(exc))
@@ -133,14 +197,14 @@ def _run_main(ctx: DistContext, blocks: Callable[[], Iterator[Block]], main) -> 
 def _say(ctx: DistContext, what: str, code: int = 0, message: str = "") -> None:
     import torch.distributed as dist
 
-    dist.broadcast_object_list([(what, code, message)], src=0)
+    _collective(dist.broadcast_object_list, [(what, code, message)], src=0)
 
 
 def _hear(ctx: DistContext) -> tuple:
     import torch.distributed as dist
 
     box = [None]
-    dist.broadcast_object_list(box, src=0)
+    _collective(dist.broadcast_object_list, box, src=0)
     return box[0]
 
 
@@ -166,9 +230,10 @@ def _exchange(ctx: DistContext, blocks: Iterator[Block], write: Write | None) ->
             exhausted = item is None
         header = _header(item, failure)
         headers: list = [None] * ctx.world_size
-        dist.all_gather_object(headers, header)
+        _collective(dist.all_gather_object, headers, header)
         failed = [(rank, h["error"]) for rank, h in enumerate(headers) if h["error"] is not None]
         if failed:
+            _stopping.set()  # from here on a SIGTERM (torchrun tidying up) must not cut the clean-up short
             if failure is not None:
                 raise failure
             rank, (code, message) = failed[0]
@@ -185,7 +250,7 @@ def _exchange(ctx: DistContext, blocks: Iterator[Block], write: Write | None) ->
                 local[: len(item[1][name])] = item[1][name]
             tensor = torch.from_numpy(local).to(device)
             parts = [torch.empty_like(tensor) for _ in range(ctx.world_size)] if ctx.is_main else None
-            dist.gather(tensor, parts, dst=0)
+            _collective(dist.gather, tensor, parts, dst=0)
             received[name] = parts
         if write is not None and failure is None:
             try:
