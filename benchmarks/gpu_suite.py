@@ -27,9 +27,14 @@ Sections (each in its own subprocess, killed at its own time cap; a killed secti
   epoch time, then the epochs that fit the rest of the budget (cc: the best method in our CPU comparison,
   BENCHMARKS.md "Fashion-MNIST (all 70,000 images)": cc 0.742 vs kmeans-on-SimCLR 0.699 vs dcacn 0.685 ACC).
   Skipped, with the reason, when --fashion is not given or lacks the four files.
+- sharded: `ccli embed` and `ccli neighbors` as one process on one GPU and under `torchrun --nproc_per_node 2`
+  on two (NCCL), whole-command wall time of each, and the two-process artifact compared with the one-process
+  one (features' largest difference, neighbour rows that agree). Needs ≥ 2 visible GPUs: with fewer it is
+  skipped at once (no process started), so a 1-GPU machine loses no time to it. Data: --fashion DIR if given,
+  else a synthetic IDX stand-in of --sharded-n images; the checkpoint is a 1-epoch pretraining (not timed).
 
 --smoke runs every section tiny on CPU (small CNN, a few steps, N = 3,000 kNN, a synthetic 28×28 IDX stand-in
-for Fashion-MNIST), to check the harness; its figures say nothing about any GPU.
+for Fashion-MNIST, sharded as two gloo ranks), to check the harness; its figures say nothing about any GPU.
 """
 
 from __future__ import annotations
@@ -48,12 +53,13 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SECTIONS = ("augment", "mfu", "knn", "fashion")
-# Seconds per section in a full run (sum 445 s + ~4 × 10 s of interpreter/CUDA start-up ≈ 8 minutes).
-CAPS = {"augment": 80, "mfu": 125, "knn": 90, "fashion": 150}
+SECTIONS = ("augment", "mfu", "knn", "fashion", "sharded")
+# Seconds per section in a full run (sum 445 s + ~4 × 10 s of interpreter/CUDA start-up ≈ 8 minutes). sharded
+# runs last, on what the budget leaves, and only with ≥ 2 GPUs (give it its own run: --sections sharded).
+CAPS = {"augment": 80, "mfu": 125, "knn": 90, "fashion": 150, "sharded": 150}
 # Smoke work takes seconds; the caps are generous so a starved, niced CI process (load 10+ on 2 cores,
 # where importing torch alone took ~40 s) is not killed before it starts.
-SMOKE_CAPS = {"augment": 150, "mfu": 150, "knn": 150, "fashion": 200}
+SMOKE_CAPS = {"augment": 150, "mfu": 150, "knn": 150, "fashion": 200, "sharded": 300}
 BUDGET_S, SMOKE_BUDGET_S = 470.0, 700.0  # the whole suite; a section gets min(its cap, what the budget leaves)
 MIN_CAP = 20.0  # seconds kept for each section still to come
 KILL_GRACE = 10.0  # a section's process is killed this long after its cap (it stops measuring before)
@@ -628,6 +634,99 @@ def section_fashion(args, rec: Recorder, cap: float) -> None:
             rec.put("bar_acc_0_80_met", final["acc"] >= 0.80)
 
 
+# ------------------------------------------------------------------------------------------
+# (e) embed and neighbors: one process on one GPU vs torchrun on two
+# ------------------------------------------------------------------------------------------
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _ccli_timed(args: list[str], nproc: int, work: Path, timeout: float) -> dict:
+    """One ccli command in a fresh interpreter (torchrun with `nproc` > 1): whole-process wall time, stdout."""
+    launcher = [sys.executable, "-m", "ccli"] if nproc == 1 else [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--master_port",
+        str(_free_port()), "-m", "ccli"]
+    env = {**os.environ, "PYTHONPATH": search_path(), "CCLI_CACHE": str(work / "cache")}
+    t0 = time.perf_counter()
+    try:
+        proc = subprocess.run([*launcher, *args], capture_output=True, text=True, env=env, timeout=max(1.0, timeout))
+    except subprocess.TimeoutExpired:
+        return {"wall_s": time.perf_counter() - t0, "error": f"killed at the time cap ({timeout:.0f} s)"}
+    out = {"wall_s": time.perf_counter() - t0}
+    if proc.returncode != 0:
+        out["error"] = [l for l in proc.stderr.strip().splitlines() if l.startswith("ccli:")][-1:] or \
+            proc.stderr.strip().splitlines()[-1:]
+        out["error"] = (out["error"] or [f"exit status {proc.returncode}"])[0][:400]
+    else:
+        out["path"] = proc.stdout.strip().splitlines()[-1]
+    return out
+
+
+def compare_artifacts(a: str, b: str) -> dict:
+    """What differs between two artifacts of one kind: features' largest |difference|, neighbour rows equal."""
+    import h5py
+    import numpy as np
+
+    with h5py.File(a) as fa, h5py.File(b) as fb:
+        out = {"same_key": str(fa.attrs.get("key")) == str(fb.attrs.get("key"))}
+        if "indices" in fa:
+            ia, ib = fa["indices"][:], fb["indices"][:]
+            out["rows"] = int(len(ia))
+            out["rows_equal"] = int(np.all(ia == ib, axis=1).sum()) if ia.shape == ib.shape else 0
+            out["max_abs_score_diff"] = float(np.abs(fa["scores"][:] - fb["scores"][:]).max()) \
+                if ia.shape == ib.shape else None
+        else:
+            names = ["features", *(f"views/{v}" for v in fa.get("views", {}))]
+            out["datasets"] = names
+            out["max_abs_diff"] = max(float(np.abs(fa[n][:].astype(np.float64) - fb[n][:]).max()) for n in names)
+    return out
+
+
+def section_sharded(args, rec: Recorder, cap: float) -> None:
+    start = time.perf_counter()
+    import torch
+
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if not args.smoke and gpus < 2:
+        rec.put("skipped", f"needs at least 2 visible GPUs for torchrun --nproc_per_node 2; {gpus} visible")
+        return
+    device = "cpu" if args.smoke else "auto"  # auto: cuda:0 alone, cuda:LOCAL_RANK under torchrun (NCCL)
+    with tempfile.TemporaryDirectory(prefix="gpu-suite-sharded-") as tmp:
+        work = Path(tmp)
+        folder = Path(args.fashion).expanduser() if args.fashion and not args.smoke else \
+            write_idx_standin(work / "idx", n_train=args.sharded_n, n_test=0)
+        spec = f"fashion-mnist:{folder}"
+        rec.put("setup", {"data": spec, "synthetic": not (args.fashion and not args.smoke), "gpus_visible": gpus,
+                          "backend": "gloo (CPU)" if args.smoke else "nccl", "views": "clean,weak,strong",
+                          "k": args.knn_k, "backbone": args.backbone, "order": "1 process first, then torchrun"})
+        left = lambda: cap - (time.perf_counter() - start) - 3.0  # noqa: E731
+        pre = _ccli_timed(["pretrain", "--data", spec, "--preset", "fashion-mnist", "--backbone", args.backbone,
+                           "--epochs", "1", "--set", "knn_every=0", "--device", device, "-o", str(work / "run"), "-q"],
+                          1, work, left())
+        rec.put("pretrain_untimed", pre)
+        if "error" in pre:
+            return
+        stages = {"embed": ["embed", pre["path"], "--views", "clean,weak,strong", "--device", device, "--force", "-q"]}
+        for stage in ("embed", "neighbors"):
+            runs = {}
+            for nproc in (1, 2):
+                args_ = stages[stage] if stage == "embed" else [
+                    "neighbors", rec.data["embed"]["one_process"]["path"], "-k", str(args.knn_k), "--device", device,
+                    "--force", "-q"]
+                runs["one_process" if nproc == 1 else "torchrun_2"] = _ccli_timed(
+                    [*args_, "-o", str(work / f"{stage}-{nproc}.h5")], nproc, work, left())
+                rec.put(stage, runs)
+                if "error" in runs["one_process" if nproc == 1 else "torchrun_2"]:
+                    return
+            runs["speedup_2_over_1"] = runs["one_process"]["wall_s"] / runs["torchrun_2"]["wall_s"]
+            runs["artifacts"] = compare_artifacts(runs["one_process"]["path"], runs["torchrun_2"]["path"])
+            rec.put(stage, runs)
+
+
 def _num(value, fmt: str = "{:,.0f}") -> str:
     return "—" if value is None else fmt.format(value)
 
@@ -666,13 +765,19 @@ def summarize(result: dict) -> str:
     run = fa.get("run", {})
     row("fashion", (f"cc, {fa.get('epochs')} epochs: ACC {_num(run.get('acc'), '{:.3f}')}, NMI {_num(run.get('nmi'), '{:.3f}')}, "
                     f"ARI {_num(run.get('ari'), '{:.3f}')}, whole chain {_num(run.get('wall_s'))} s") if run else "")
+    sh = sec.get("sharded", {}).get("figures", {})
+    parts = [f"{stage} {_num(sh[stage]['one_process']['wall_s'], '{:.1f}')} s on 1 vs "
+             f"{_num(sh[stage]['torchrun_2']['wall_s'], '{:.1f}')} s on 2 ({sh[stage]['speedup_2_over_1']:.2f}×)"
+             for stage in ("embed", "neighbors") if "speedup_2_over_1" in sh.get(stage, {})]
+    row("sharded", "; ".join(parts))
     return "\n".join(lines)
 
 
 # ------------------------------------------------------------------------------------------
 # Driver
 # ------------------------------------------------------------------------------------------
-RUNNERS = {"augment": section_augment, "mfu": section_mfu, "knn": section_knn, "fashion": section_fashion}
+RUNNERS = {"augment": section_augment, "mfu": section_mfu, "knn": section_knn, "fashion": section_fashion,
+           "sharded": section_sharded}
 
 
 def parse(argv=None):
@@ -701,6 +806,7 @@ def parse(argv=None):
     p.add_argument("--knn-k", type=int, default=20)
     p.add_argument("--knn-block-rows", type=int, default=0, help="query rows per block (0: ccli's default)")
     p.add_argument("--knn-check-rows", type=int, default=512)
+    p.add_argument("--sharded-n", type=int, default=20_000, help="images of the sharded section's stand-in data")
     p.add_argument("--without", default="", help="comma-separated modules to make unimportable (e.g. faiss)")
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
     p.add_argument("--child-out", type=Path, default=None, help=argparse.SUPPRESS)
@@ -712,6 +818,7 @@ def parse(argv=None):
         args.variant_seconds, args.max_variant_steps, args.compile_backend = 1.0, 6, "eager"
         args.knn_n, args.knn_d, args.knn_check_rows = 3000, 32, 64
         args.fashion_epochs = args.fashion_epochs or 1
+        args.sharded_n = 600
         # Rehearse the GPU machine, which has no faiss: the torch paths must carry every section.
         args.without = args.without or "faiss"
     args.budget = args.budget or (SMOKE_BUDGET_S if args.smoke else BUDGET_S)
@@ -744,6 +851,11 @@ def child_main(args) -> None:
     RUNNERS[args.child](args, rec, cap)
 
 
+def _skips_at_once(name: str, args, result: dict) -> bool:
+    """The sharded section without 2 GPUs (outside --smoke) is skipped without starting its process."""
+    return name == "sharded" and not args.smoke and result["machine"].get("gpu_count", 0) < 2
+
+
 def main(argv=None) -> dict:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse(argv)
@@ -764,8 +876,15 @@ def main(argv=None) -> dict:
         for name in args.sections.split(","):
             part = Path(tmp) / f"{name}.json"
             names = args.sections.split(",")
-            rest = len(names) - names.index(name) - 1
+            rest = len([n for n in names[names.index(name) + 1 :] if not _skips_at_once(n, args, result)])
             cap = min(caps[name], args.budget - (time.perf_counter() - suite_start) - MIN_CAP * rest)
+            if _skips_at_once(name, args, result):  # no process started: a 1-GPU machine loses nothing
+                reason = f"needs at least 2 visible GPUs; {result['machine'].get('gpu_count', 0)} visible"
+                result["sections"][name] = {"status": "skipped", "cap_s": 0, "wall_s": 0.0, "figures": {},
+                                            "reason": reason}
+                write_json(out, result)
+                print(f"{name}: skipped ({reason})", file=sys.stderr, flush=True)
+                continue
             if cap < MIN_CAP:
                 result["sections"][name] = {"status": "skipped", "reason": f"the suite's --budget {args.budget:.0f} s is spent",
                                             "cap_s": 0, "wall_s": 0.0, "figures": {}}

@@ -112,9 +112,41 @@ def test_bf16_peak_table():
     assert gpu_suite.bf16_peak("Some GPU", 123.0)["bf16_dense_tflops"] == 123.0
 
 
+def test_sharded_section_is_skipped_without_two_gpus_and_starts_no_process(tmp_path):
+    # A full (not --smoke) run on a machine with fewer than 2 GPUs: skipped in the driver, zero seconds.
+    out = tmp_path / "suite.json"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "CCLI_CACHE": str(tmp_path / "cache"), "CUDA_VISIBLE_DEVICES": ""}
+    proc = subprocess.run([sys.executable, str(SUITE), "--sections", "sharded", "--out", str(out)], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    sec = json.loads(out.read_text())["sections"]["sharded"]
+    assert sec == {"status": "skipped", "cap_s": 0, "wall_s": 0.0, "figures": {},
+                   "reason": "needs at least 2 visible GPUs; 0 visible"}
+
+
+def check_sharded(sec: dict, n: int = 600) -> None:
+    assert sec["status"] == "ok", sec.get("reason")
+    fig = sec["figures"]
+    assert fig["setup"]["backend"] == "gloo (CPU)" and fig["setup"]["synthetic"] is True
+    for stage in ("embed", "neighbors"):
+        assert positive(fig[stage]["one_process"]["wall_s"]) and positive(fig[stage]["torchrun_2"]["wall_s"])
+        assert fig[stage]["speedup_2_over_1"] == fig[stage]["one_process"]["wall_s"] / fig[stage]["torchrun_2"]["wall_s"]
+        assert fig[stage]["artifacts"]["same_key"] is True
+    assert fig["embed"]["artifacts"]["datasets"] == ["features", "views/strong", "views/weak"]
+    assert fig["embed"]["artifacts"]["max_abs_diff"] == 0.0  # CPU: bit-identical rows
+    assert fig["neighbors"]["artifacts"]["rows"] == n and fig["neighbors"]["artifacts"]["rows_equal"] == n
+
+
+@pytest.mark.slow
+def test_smoke_sharded_section_compares_one_process_with_two_gloo_ranks(tmp_path):
+    result = run_suite(tmp_path, "--sections", "sharded")
+    check_sharded(result["sections"]["sharded"])
+    assert "| sharded | ok | embed " in gpu_suite.summarize(result)
+
+
 @pytest.mark.slow
 def test_smoke_runs_every_section(tmp_path):
-    result = run_suite(tmp_path)
+    result = run_suite(tmp_path, timeout=1200)
     secs = result["sections"]
     assert list(secs) == list(gpu_suite.SECTIONS)
     for name, sec in secs.items():
@@ -138,8 +170,9 @@ def test_smoke_runs_every_section(tmp_path):
     run = fashion["run"]
     assert run["epochs_done"] == 1 and positive(run["wall_s"])
     assert 0 < run["acc"] <= 1 and 0 <= run["nmi"] <= 1 and fashion["acc"] == run["acc"]
+    check_sharded(secs["sharded"])
     table = gpu_suite.summarize(result)
-    assert table.count("| ok |") == 4 and "exact on 64/64" in table
+    assert table.count("| ok |") == 5 and "exact on 64/64" in table
 
 
 # benchmarks/imagenet_plan.py: the per-item costs behind the ImageNet-1k plan
