@@ -64,56 +64,58 @@ def assert_same_artifact(a: Path, b: Path) -> None:
             {k: str(v) for k, v in fb.attrs.items() if k not in skip}
 
 
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("sharded")
-    done = ccli_one(root / "cache", "pretrain", "--data", "digits", "--preset", "digits", "--epochs", "1",
-                    "--set", "knn_every=0", "-o", root / "run", "-q")
+@pytest.mark.slow  # ~45 s on a lightly loaded 2-core machine: a pretraining, then 3 interpreters embedding
+def test_two_ranks_embed_the_one_process_artifact_under_its_key(tmp_path):
+    done = ccli_one(tmp_path / "cache", "pretrain", "--data", "digits", "--preset", "digits", "--epochs", "1",
+                    "--set", "knn_every=0", "-o", tmp_path / "run", "-q")
     assert done.returncode == 0, done.stderr
-    return Path(done.stdout.strip())
-
-
-@pytest.fixture(scope="module")
-def embedded(checkpoint, tmp_path_factory):
-    """One process and two ranks embed clean, weak and strong views into their own caches."""
-    root = tmp_path_factory.mktemp("embedded")
-    args = ["embed", checkpoint, "--views", "clean,weak,strong", "--batch-size", "256", "-q"]
-    one, two = ccli_one(root / "one", *args), ccli_two(root / "two", *args)
+    args = ["embed", done.stdout.strip(), "--views", "clean,weak,strong", "--batch-size", "256", "-q"]
+    one, two = ccli_one(tmp_path / "one", *args), ccli_two(tmp_path / "two", *args)
     assert one.returncode == 0, one.stderr
     assert two.returncode == 0, two.stderr[-3000:]
-    return root, Path(one.stdout.strip()), two
-
-
-def test_two_ranks_embed_the_one_process_artifact_under_its_key(embedded):
-    root, single, two = embedded
-    assert two.stdout.strip().splitlines() == [str(root / "two" / "features" / single.name)]  # rank 0 only
-    assert_same_artifact(single, root / "two" / "features" / single.name)
+    single = Path(one.stdout.strip())
+    assert two.stdout.strip().splitlines() == [str(tmp_path / "two" / "features" / single.name)]  # rank 0 only
+    assert_same_artifact(single, tmp_path / "two" / "features" / single.name)
     with h5py.File(single) as f:
         assert sorted(f["views"]) == ["strong", "weak"] and f["features"].shape == (1797, 128)
-    assert files_under(root / "two") == [f"features/{single.name}"]  # no shard, temp or lock file
+    assert files_under(tmp_path / "two") == [f"features/{single.name}"]  # no shard, temp or lock file
+
+
+@pytest.fixture(scope="module")
+def features(tmp_path_factory) -> Path:
+    """1,797 × 32 clustered rows with weak and strong views; the last 97 rows repeat the first 97, so
+    tied scores straddle the two ranks' shards (rows 0–898 and 899–1796)."""
+    rng = np.random.default_rng(3)
+    centres = rng.standard_normal((10, 32)) * 2
+    labels = rng.integers(0, 10, 1797)
+    x = (centres[labels] + rng.standard_normal((1797, 32))).astype(np.float32)
+    x[1700:], labels[1700:] = x[:97], labels[:97]
+    views = {v: x + 0.3 * rng.standard_normal(x.shape).astype(np.float32) for v in ("weak", "strong")}
+    return write_features(tmp_path_factory.mktemp("features") / "f.h5", x, labels, views=views, tag="sharded")
 
 
 # faiss shards whole search calls (--block-rows 512: two per rank), torch any rows (ccli.neighbors.knn.shard_grid)
 @pytest.mark.parametrize("extra", [["-k", "10"], ["--metric", "l2", "-k", "7"],
                                    ["--backend", "faiss", "--block-rows", "512", "-k", "9"]],
                          ids=["cosine", "l2", "faiss"])
-def test_two_ranks_find_the_nearest_neighbours_of_one_process(embedded, extra, tmp_path):
-    _, single, _ = embedded
+def test_two_ranks_find_the_nearest_neighbours_of_one_process(features, extra, tmp_path):
+    single = features
     args = ["neighbors", single, *extra, "-q"]
     one, two = ccli_one(tmp_path / "one", *args), ccli_two(tmp_path / "two", *args)
     assert one.returncode == 0 and two.returncode == 0, (one.stderr, two.stderr[-3000:])
     made = Path(one.stdout.strip())
     assert two.stdout.strip() == str(tmp_path / "two" / "neighbors" / made.name)  # the same key
     with h5py.File(made) as a, h5py.File(two.stdout.strip()) as b:
-        np.testing.assert_array_equal(b["indices"][:], a["indices"][:])  # near-ties too
+        np.testing.assert_array_equal(b["indices"][:], a["indices"][:])  # ties too
+        assert a["indices"][5, 0] == 1705 and a["indices"][1705, 0] == 5  # each duplicate finds its twin first
         np.testing.assert_allclose(b["scores"][:], a["scores"][:], rtol=1e-6, atol=1e-6)
         assert b["indices"].shape == (1797, int(extra[-1]))
     assert_same_artifact(made, Path(two.stdout.strip()))
     assert files_under(tmp_path / "two") == [f"neighbors/{made.name}"]
 
 
-def test_multi_view_shares_its_search_and_reranks_on_rank_0(embedded):
-    root, single, _ = embedded
+def test_multi_view_shares_its_search_and_reranks_on_rank_0(features, tmp_path):
+    root, single = tmp_path, features
     args = ["neighbors", single, "-k", "5", "--multi-view", "--filter-head", "kmeans", "-q"]
     one, two = ccli_one(root / "m1", *args), ccli_two(root / "m2", *args)
     assert one.returncode == 0 and two.returncode == 0, (one.stderr, two.stderr[-3000:])
@@ -124,8 +126,8 @@ def test_multi_view_shares_its_search_and_reranks_on_rank_0(embedded):
     assert files_under(root / "m2") == [f"neighbors/{made.name}"]
 
 
-def test_bad_input_and_bad_values_leave_nothing_under_torchrun(embedded, tmp_path):
-    _, single, _ = embedded
+def test_bad_input_and_bad_values_leave_nothing_under_torchrun(features, tmp_path):
+    single = features
     bad = ccli_two(tmp_path / "c1", "neighbors", single, "--backend", "faiss", "--index", "hnsw")
     assert bad.returncode != 0
     assert "index=hnsw cannot be split across the 2 processes of this torchrun" in " ".join(bad.stderr.split())

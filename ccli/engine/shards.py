@@ -98,9 +98,13 @@ def _sigterm_raises(ctx: DistContext) -> Iterator[None]:
 
 def _collective(fn, *args, **kwargs):
     """A torch.distributed call; a broken process group (a peer died) becomes PeerLost."""
+    import torch
+
     try:
         return fn(*args, **kwargs)
-    except RuntimeError as exc:  # DistBackendError / DistNetworkError are RuntimeErrors
+    except torch.OutOfMemoryError:
+        raise
+    except RuntimeError as exc:  # gloo raises a plain RuntimeError; NCCL's DistBackendError is one too
         _stopping.set()
         text = " ".join(str(exc).split())
         detail = text.split("] ", 1)[-1].split(". ")[0].rstrip(".")  # gloo prefixes its source location
