@@ -92,14 +92,12 @@ def train_command(
     inputs.features = ensure_features(features, "--features", cache_dir)  # a .npy/.npz/.csv is imported first
     module = registry.load(info)
     from ccli.auto_preset import resolve as auto_resolve
-    from ccli.config import flat_config, valid_keys
 
     options = {"--k": num_clusters, "--seed": seed, "--epochs": epochs, "--batch-size": batch_size,
                "--image-size": image_size}
     preset, sets, chosen = auto_resolve(
-        preset, data, split, device, valid_keys(module.Config), sets or (),
-        {registry.OPTION_KEYS[o]: v for o, v in options.items()}, image_size,
-        flat_config(module.Config()).get("engine.epochs"))
+        preset, data, split, device, module.Config, method, sets or (),
+        {registry.OPTION_KEYS[o]: v for o, v in options.items()}, image_size)
     config = registry.resolve_method_config(module, method, preset, sets, options)
     # the auto preset's note is printed once every check has passed: a refused command says one sentence
     result = registry.train(method, inputs, config, out=out, cache_dir=cache_dir, device=device, force=force,
