@@ -12,7 +12,7 @@ that a run sees as many images as the recipe did on its own data (600 images: 3�
 its batch shrinks where the set is too small for it. Colour images (and methods without such a
 recipe) get the method's defaults with a backbone, size and epochs sized to the machine. Every
 value here is PROPOSED (no paper sizes a recipe to an unknown dataset); the reasons are beside
-each rule and BENCHMARKS.md ("own images: grayscale folders") has the measurements.
+each rule and BENCHMARKS.md ("User's own folder") has the measurements.
 """
 
 from __future__ import annotations
@@ -56,6 +56,24 @@ def recipe_for(n: int, channels: int) -> Recipe | None:
     return DIGITS if n <= LARGE_SET else FASHION_MNIST
 
 
+# What the line calls each epoch count (config keys are not words a new user knows).
+EPOCH_WORDS = {
+    "epochs": "epochs",
+    "pretrain_epochs": "pretraining epochs",
+    "simclr_epochs": "SimCLR warm-up epochs",
+    "embed_epochs": "embedding-stage epochs",
+    "stage1_epochs": "stage-1 epochs",
+    "se_warmup_epochs": "self-expression warm-up epochs",
+    "self_label_epochs": "self-labelling epochs",
+}
+
+
+def _epoch_text(key: str, value: int) -> str:
+    if key == "delta_switch":
+        return f"δ switching at epoch {value}"
+    return f"{value} {EPOCH_WORDS.get(key, key.replace('_', ' '))}"
+
+
 def is_epoch_key(key: str) -> bool:
     """Keys that count epochs (a stage's length, an absolute epoch): scaled together so stages keep their shares."""
     return key == "epochs" or key.endswith("_epochs") or key == "delta_switch"
@@ -76,7 +94,7 @@ class AutoChoice:
         """The one line said before the run, naming only what the choice set (not the user's keys)."""
         skip = set(skip)
         parts = [text for key, text in self.reasons.items() if key not in skip]
-        chosen = ", ".join(parts)
+        chosen = "; ".join(parts)  # a reason may hold commas (a list of epoch counts scaled alike)
         head = f"preset auto: {self.data} → {self.lead}" if self.lead else f"preset auto: {self.data} →"
         return f"{head}{': ' if self.lead and chosen else ' ' if chosen else ''}{chosen} (--preset NAME to choose another)"
 
@@ -108,46 +126,73 @@ def _threads(n_side: int, kind: str) -> int:
 
 
 def _threads_text(threads: int) -> str:
-    return "torch's default threads" if threads == 0 else f"{threads} thread{'s' if threads != 1 else ''}"
+    if threads == 0:
+        return "torch's own CPU thread count"
+    return f"{threads} CPU thread{'s' if threads != 1 else ''}"
 
 
-def _batch_cap(batch: int, n: int) -> int | None:
-    """A batch for a set smaller than `batch` (which the methods refuse): the largest power of two
-    ≤ N/2, so an epoch keeps 2 steps. None when `batch` fits."""
-    if batch <= n:
-        return None
+BACKBONE_WORDS = {"small_cnn": "a small CNN (small_cnn)", "resnet18": "a ResNet-18", "resnet34": "a ResNet-34"}
+
+
+# PROPOSED: a contrastive recipe's batch shrinks on a small set so that an epoch keeps at least this
+# many steps (digits recipe on 600 images, seed 42: batch 128 = 4 steps 0.722, batch 64 = 9 steps
+# 0.810; BENCHMARKS.md "User's own folder"), but not below MIN_BATCH rows to contrast.
+MIN_STEPS, MIN_BATCH = 8, 32
+# Recipes with a bigger batch use it on purpose (selfpaced's pair thresholds, graph's full-set
+# chunks): only the hard cap applies to them.
+CONTRASTIVE_BATCH_MAX = 256
+
+
+def _pow2_at_most(x: float) -> int:
     cap = 2
-    while cap * 2 <= n // 2:
+    while cap * 2 <= x:
         cap *= 2
     return cap
 
 
+def _batch_cap(batch: int, n: int) -> tuple[int, str] | None:
+    """(a smaller batch, why) for a set small for `batch`, or None when `batch` fits. A batch over N
+    (which the methods refuse) becomes the largest power of two ≤ N/2; a contrastive batch leaving
+    under MIN_STEPS steps per epoch the largest power of two ≤ N/MIN_STEPS (at least MIN_BATCH)."""
+    if batch > n:
+        return _pow2_at_most(max(n // 2, 2)), f"is more than the {n:,} images"
+    if batch <= CONTRASTIVE_BATCH_MAX and n // batch < MIN_STEPS:
+        cap = min(batch, max(MIN_BATCH, _pow2_at_most(n / MIN_STEPS)))
+        if cap < batch:
+            steps = n // batch
+            return cap, (f"would make only {steps} update{'s' if steps != 1 else ''} per epoch on {n:,} images; "
+                         f"{cap} makes {n // cap}")
+    return None
+
+
 def choose(n: int, height: int, width: int, channels: int, device: str | None = "auto",
            image_size: int | None = None, recipe: Mapping[str, Any] | None = None,
-           defaults: Mapping[str, Any] | None = None) -> AutoChoice:
+           defaults: Mapping[str, Any] | None = None, without: Iterable[str] = ()) -> AutoChoice:
     """The choice for N images of H×W×C on `device`.
 
     recipe: the values of the method's grayscale recipe (`recipe_for`), when it has one;
     defaults: the method's flat default config (its batch size, a pretraining recipe's epochs under
-    `pretrain_recipe_epochs`)."""
+    `pretrain_recipe_epochs`); without: epoch keys left as they are (a stage that will not run)."""
     kind = _device_kind(device)
     data = _describe(n, height, width, channels, kind)
     found = recipe_for(n, channels)
     if found is not None and recipe is not None:
-        return _from_recipe(found, recipe, n, height, width, kind, image_size, data, defaults or {})
+        return _from_recipe(found, recipe, n, height, width, kind, image_size, data, defaults or {}, set(without))
     return _sized(n, height, width, kind, image_size, data, defaults or {})
 
 
 def _from_recipe(found: Recipe, recipe: Mapping[str, Any], n: int, height: int, width: int, kind: str,
-                 image_size: int | None, data: str, defaults: Mapping[str, Any]) -> AutoChoice:
+                 image_size: int | None, data: str, defaults: Mapping[str, Any],
+                 without: set[str] = frozenset()) -> AutoChoice:
     side = int(image_size or min(height, width))
     values: dict[str, Any] = {}
     reasons: dict[str, str] = {}
     lead = f"the {found.name} recipe (tuned on {found.what})"
 
     counts = {key: value for key, value in recipe.items()
-              if is_epoch_key(key) and isinstance(value, int) and not isinstance(value, bool) and value > 0}
-    if "pretrain_epochs" in defaults and recipe.get("pretrain_preset") and not recipe.get("pretrain_epochs"):
+              if is_epoch_key(key) and key not in without and isinstance(value, int) and not isinstance(value, bool) and value > 0}
+    if ("pretrain_epochs" in defaults and "pretrain_epochs" not in without and recipe.get("pretrain_preset")
+            and not recipe.get("pretrain_epochs")):
         if defaults.get("pretrain_recipe_epochs"):  # the recipe's pretraining (e.g. simclr-digits), scaled alike
             counts["pretrain_epochs"] = int(defaults["pretrain_recipe_epochs"])
     if "epochs" not in counts and defaults.get("engine.epochs"):
@@ -162,38 +207,39 @@ def _from_recipe(found: Recipe, recipe: Mapping[str, Any], n: int, height: int, 
         factor = scaled / epochs
         values.update({key: max(1, round(value * factor)) for key, value in counts.items()})
         values[main] = scaled
-        noun = "epochs" if main == "epochs" else "pretraining epochs"
         if scaled == epochs:
-            text = f"its {epochs} {noun}"
+            text = f"its {_epoch_text(main, epochs)}"
         else:
             bound = f", at most {MAX_EPOCHS}" if scaled == MAX_EPOCHS else ""
-            text = (f"{scaled} {noun} (its {epochs} × {found.n:,}/{n:,} images: as many images seen as on "
-                    f"{found.name}{bound})")
-        others = sorted(k for k in values if k != main)
-        reasons[main] = text + (f", {', '.join(others)} alike" if others and scaled != epochs else "")
+            text = (f"{_epoch_text(main, scaled)} (its {epochs} × {found.n:,}/{n:,} images: as many images seen as "
+                    f"on {found.name}{bound})")
+            others = [f"{_epoch_text(k, values[k])} (its {counts[k]})" for k in sorted(values) if k != main]
+            if others:
+                text += "; scaled alike: " + ", ".join(others)
+        reasons[main] = text
 
     batch = recipe.get("batch_size") or defaults.get("engine.batch_size")
-    if batch and (cap := _batch_cap(int(batch), n)) is not None:
-        values["batch_size"] = cap
-        reasons["batch_size"] = f"batch {cap} (its {batch} is more than the {n:,} images)"
+    if batch and (capped := _batch_cap(int(batch), n)) is not None:
+        values["batch_size"], why = capped
+        reasons["batch_size"] = f"batches of {capped[0]} images (its {batch} {why})"
 
     # The recipe's own size stands when it fixes one (e.g. 28 px for an autoencoder it trains).
     if recipe.get("image_size") is None:
         if side > GRAY_MAX_SIDE and image_size is None:
             values["image_size"] = GRAY_RESIZE
-            reasons["image_size"] = f"resized to {GRAY_RESIZE} px (the recipes are measured at 8 and 28 px)"
+            reasons["image_size"] = f"images resized to {GRAY_RESIZE} px (the recipes are measured at 8 and 28 px)"
             side = GRAY_RESIZE
         elif height != width and image_size is None:
             values["image_size"] = side  # square views: shorter side, then centre crop
-            reasons["image_size"] = f"at {side} px (centre square)"
+            reasons["image_size"] = f"the centre {side}×{side} px square of each image"
         elif image_size is None:
-            reasons["image_size"] = f"at {side} px (native)"
+            reasons["image_size"] = f"images at their own {side} px"
     elif image_size is None:
-        reasons["image_size"] = f"at {recipe['image_size']} px (its size)"
+        reasons["image_size"] = f"images resized to {recipe['image_size']} px (the recipe's size)"
     size = int(recipe.get("image_size") or values.get("image_size") or side)
     if kind != "cpu":
         values["threads"] = 0
-        reasons["threads"] = "torch's default threads (GPU)"
+        reasons["threads"] = "torch's own CPU thread count (the GPU does the work)"
     return AutoChoice(values, size, size == min(height, width), data, found.name, reasons, lead)
 
 
@@ -224,12 +270,18 @@ def _sized(n: int, height: int, width: int, kind: str, image_size: int | None, d
         size_value = int(size)
     epochs = int(min(MAX_EPOCHS, max(MIN_EPOCHS, round(budget / max(n, 1)))))
     values = {"backbone": backbone, "image_size": size_value, "epochs": epochs, "threads": threads}
-    reasons = {"backbone": backbone, "image_size": f"at {size} px" + (" (native)" if square_native else ""),
+    if square_native:
+        size_text = f"images at their own {size} px"
+    elif height != width and image_size is None:
+        size_text = f"images resized to {size} px, centre square"
+    else:
+        size_text = f"images resized to {size} px"
+    reasons = {"backbone": BACKBONE_WORDS.get(backbone, backbone), "image_size": size_text,
                "epochs": f"{epochs} epochs", "threads": _threads_text(threads)}
     batch = defaults.get("engine.batch_size")
-    if batch and (cap := _batch_cap(int(batch), n)) is not None:
-        values["batch_size"] = cap
-        reasons["batch_size"] = f"batch {cap} (the default {batch} is more than the {n:,} images)"
+    if batch and (capped := _batch_cap(int(batch), n)) is not None and int(batch) > n:
+        values["batch_size"], why = capped
+        reasons["batch_size"] = f"batches of {capped[0]} images (the default {batch} {why})"
     return AutoChoice(values, int(size), bool(square_native), data, None, reasons,
                       "the method's defaults sized to the machine")
 
@@ -251,7 +303,8 @@ def auto_sets(choice: AutoChoice, valid: Iterable[str], given: Iterable[str] = (
 
 
 def for_data(spec: str, split: str = "all", device: str | None = "auto", image_size: int | None = None,
-             group: str | None = None, defaults: Mapping[str, Any] | None = None) -> AutoChoice:
+             group: str | None = None, defaults: Mapping[str, Any] | None = None,
+             without: Iterable[str] = ()) -> AutoChoice:
     """The choice for a dataset spec and a method whose presets live in presets/<group>/."""
     from ccli.data.sources import probe_dataset
 
@@ -261,7 +314,7 @@ def for_data(spec: str, split: str = "all", device: str | None = "auto", image_s
     defaults = dict(defaults or {})
     if recipe and recipe.get("pretrain_preset") and "pretrain_epochs" in defaults:
         defaults["pretrain_recipe_epochs"] = _pretrain_recipe_epochs(str(recipe["pretrain_preset"]))
-    return choose(shape.n, shape.height, shape.width, shape.channels, device, image_size, recipe, defaults)
+    return choose(shape.n, shape.height, shape.width, shape.channels, device, image_size, recipe, defaults, without)
 
 
 def _recipe_values(group: str, name: str) -> dict[str, Any] | None:
@@ -281,13 +334,14 @@ def _pretrain_recipe_epochs(name: str) -> int | None:
 
 def resolve(preset: str | None, data: str | None, split: str, device: str | None, config_cls: type,
             group: str, sets: Iterable[str] = (), explicit: dict[str, Any] | None = None,
-            image_size: int | None = None) -> tuple[str | None, list[str], str | None]:
+            image_size: int | None = None, pretrained: bool = False) -> tuple[str | None, list[str], str | None]:
     """(preset to load, --set items with the auto choice first, the line to say or None).
 
     `--preset auto`, or no preset at all, on image data applies the choice for the method whose
     config is `config_cls` and presets are presets/<group>/; any other preset is passed through.
     Keys the user set (by --set or an option) are left to them; epochs are capped at the method's
-    default.
+    default. pretrained: a checkpoint (or features) replaces the `ccli pretrain` chain of a method that
+    has one (`pretrain_preset`), so its pretraining epochs are neither set nor said.
     """
     from ccli.config import flat_config, parse_sets, valid_keys
     from ccli.errors import BadInput
@@ -307,7 +361,8 @@ def resolve(preset: str | None, data: str | None, split: str, device: str | None
             raise BadInput("the auto preset applies to methods that train on images; name a preset instead.")
         return None, sets, None
     given = set(parse_sets(sets)) | {k for k, v in (explicit or {}).items() if v is not None}
-    choice = for_data(data, split, device, image_size, group, defaults)
+    without = {"pretrain_epochs"} if pretrained and "pretrain_preset" in valid else set()
+    choice = for_data(data, split, device, image_size, group, defaults, without)
     if not trains_on_images and choice.base is None:
         return None, sets, None  # kmeans on colour images: its own message asks for a recipe
     if choice.base is None and defaults.get("engine.epochs"):
