@@ -444,6 +444,89 @@ def test_folder_bad_layouts(tmp_path):
         load_dataset(f"folder:{broken}", image_size=4)
 
 
+def _write_gray_folder(root: Path) -> dict:
+    """Grayscale PNGs in every one-intensity form PIL writes: 8-bit L, 1-bit, 16-bit, gray + alpha, a
+    palette of grays. Returns file name → the 8-bit gray each must read back as."""
+    from PIL import Image
+
+    rng = np.random.default_rng(11)
+    root.mkdir(parents=True, exist_ok=True)
+    expected = {}
+    gray = rng.integers(0, 256, (6, 5), dtype=np.uint8)
+    Image.fromarray(gray).save(root / "a_l.png")
+    expected["a_l.png"] = gray
+    bits = rng.integers(0, 2, (6, 5)).astype(bool)
+    Image.fromarray(bits).save(root / "b_bilevel.png")  # mode "1": black 0, white 255
+    expected["b_bilevel.png"] = np.where(bits, 255, 0).astype(np.uint8)
+    # 16-bit: 0, 257·k and 65535 come back as 0, k, 255 (PIL's own conversion would clip to 255)
+    deep = (gray.astype(np.uint16) * 257)
+    Image.fromarray(deep).save(root / "c_16bit.png")
+    expected["c_16bit.png"] = gray
+    with_alpha = Image.merge("LA", [Image.fromarray(gray), Image.fromarray(np.full((6, 5), 7, np.uint8))])
+    with_alpha.save(root / "d_alpha.png")  # the alpha is dropped, as RGBA's is
+    expected["d_alpha.png"] = gray
+    palette = Image.fromarray(gray).convert("P")  # PNG palette of grays
+    palette.save(root / "e_palette.png")
+    expected["e_palette.png"] = gray
+    return expected
+
+
+def test_grayscale_folder_keeps_one_channel(tmp_path):
+    from PIL import Image
+
+    expected = _write_gray_folder(tmp_path / "gray")
+    modes = {name: Image.open(tmp_path / "gray" / name).mode for name in expected}
+    assert modes == {"a_l.png": "L", "b_bilevel.png": "1", "c_16bit.png": "I;16", "d_alpha.png": "LA",
+                     "e_palette.png": "P"}
+    ds = load_dataset(f"folder:{tmp_path / 'gray'}")
+    assert_well_formed(ds)
+    assert ds.images.shape == (5, 6, 5, 1)
+    assert ds.sample_ids() == sorted(expected)
+    for i, name in enumerate(sorted(expected)):
+        np.testing.assert_array_equal(ds.images[i, :, :, 0], expected[name], err_msg=name)
+    # the auto preset's probe reads the same channel count from the headers alone
+    assert sources.probe_dataset(f"folder:{tmp_path / 'gray'}") == sources.DatasetShape(5, 6, 5, 1)
+    resized = load_dataset(f"folder:{tmp_path / 'gray'}", image_size=3)
+    assert resized.images.shape == (5, 3, 3, 1)
+
+
+def test_mixed_folder_reads_rgb_and_says_so(tmp_path, capsys):
+    expected = _write_gray_folder(tmp_path / "mixed" / "gray")
+    colour = np.random.default_rng(12).integers(0, 256, (6, 5, 3), dtype=np.uint8)
+    fx.save_array(tmp_path / "mixed" / "rgb" / "z.png", colour)
+    ds = load_dataset(f"folder:{tmp_path / 'mixed'}")
+    assert ds.images.shape == (6, 6, 5, 3) and ds.class_names == ["gray", "rgb"]
+    for i, name in enumerate(sorted(expected)):  # gray files: R = G = B = their gray
+        np.testing.assert_array_equal(ds.images[i], np.repeat(expected[name][..., None], 3, axis=2), err_msg=name)
+    np.testing.assert_array_equal(ds.images[5], colour)
+    err = capsys.readouterr().err
+    assert (f"folder:{tmp_path / 'mixed'}: 5 of 6 images are grayscale and the others colour (e.g. z.png), "
+            "so every image is read as RGB (3 channels)") in " ".join(err.split())
+    assert sources.probe_dataset(f"folder:{tmp_path / 'mixed'}").channels == 3
+
+
+def test_folder_fingerprint_carries_the_decoding_version(tmp_path, monkeypatch):
+    import ccli.data.readers.folders as folders
+
+    _write_gray_folder(tmp_path / "gray")
+    now = source_fingerprint(f"folder:{tmp_path / 'gray'}")
+    digits = source_fingerprint("digits")
+    monkeypatch.setattr(folders, "FOLDER_DECODING", 1)
+    assert source_fingerprint(f"folder:{tmp_path / 'gray'}") != now  # an older decoding is another source
+    assert source_fingerprint("digits") == digits  # other kinds keep their identity (and caches)
+
+
+def test_data_info_names_the_channels(cli, tmp_path):
+    import json
+
+    _write_gray_folder(tmp_path / "gray")
+    shown = cli("data", "info", f"folder:{tmp_path / 'gray'}")
+    assert shown.code == 0
+    assert "5 images of 6×5, 1 channel (grayscale), 0 classes, 0 labelled" in " ".join(shown.err.split())
+    summary = json.loads(cli("data", "info", f"folder:{tmp_path / 'gray'}", "--json").out)
+    assert summary["channels"] == 1 and summary["colour"] == "grayscale" and summary["image_shape"] == [6, 5, 1]
+
+
 # --- npz / h5 -------------------------------------------------------------------------------
 
 

@@ -321,28 +321,3 @@ def test_npz_spec_takes_a_bare_npy_of_images_and_names_features(cli, tmp_path):
                      "--features")
     (tmp_path / "model.pt").write_bytes(b"PK\x03\x04rest")
     assert_bad_input(cli("data", "info", f"h5:{tmp_path / 'model.pt'}"), "PyTorch checkpoint")
-
-
-def test_auto_preset_choices_and_line():
-    from ccli.auto_preset import auto_sets, choose, resolve
-
-    small = choose(600, 28, 28, 3, "cpu")
-    assert small.values == {"backbone": "small_cnn", "image_size": None, "epochs": 333, "threads": 1}
-    assert small.summary() == ("preset auto: small_cnn at 28 px (native), 333 epochs, 1 thread, for 600 images of "
-                               "28×28×3 on cpu (--preset NAME to choose another)")
-    photos = choose(100_000, 500, 375, 3, "cuda")
-    assert photos.values == {"backbone": "resnet34", "image_size": 96, "epochs": 50, "threads": 0}
-    assert choose(70_000, 28, 28, 1, "cuda").values["backbone"] == "resnet18"
-    assert auto_sets(small, ["backbone", "image_size", "engine.epochs", "engine.threads"], given={"epochs"}) == [
-        "backbone=small_cnn", "image_size=null", "threads=1"]
-    keys = ["backbone", "image_size", "engine.epochs", "engine.threads", "num_clusters"]
-    # No preset on images: the choice comes first, the user's --set after it (so theirs wins);
-    # epochs never exceed the method's default.
-    preset, sets, line = resolve(None, "digits", "all", "cpu", keys, ["lr=0.1"], {"epochs": None}, None, 50)
-    assert preset is None and sets[-1] == "lr=0.1" and "epochs=50" in sets and "50 epochs" in line
-    assert resolve("digits", "digits", "all", "cpu", keys) == ("digits", [], None)  # a named preset passes through
-    assert resolve(None, None, "all", "cpu", ["k"]) == (None, [], None)  # features, not images: nothing to size
-    from ccli.errors import BadInput
-
-    with pytest.raises(BadInput, match="--image-size 0"):
-        resolve(None, "digits", "all", "cpu", keys, image_size=0)

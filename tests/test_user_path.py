@@ -51,13 +51,22 @@ def test_new_user_path_flat_folder(cli, pngs, tmp_path):
     root, flat, _, names = pngs
     pre = cli("pretrain", "--data", f"folder:{flat}", "--epochs", "1")
     assert pre.code == 0, pre.err
-    assert "preset auto: small_cnn at 8 px (native)" in pre.err and "300 images of 8×8×3" in pre.err
+    # grayscale PNGs stay 1-channel, and auto starts from the digits recipe (--epochs 1 is the user's)
+    said = " ".join(pre.err.split())
+    assert "preset auto: 300 grayscale 8×8 images on cpu → the digits recipe (tuned on 1,797 8×8 digits): " in said
+    # SimCLR's batch 256 would make 1 update per epoch on 300 images: 32 (9 updates)
+    assert ("batches of 32 images (its 256 would make only 1 update per epoch on 300 images; 32 makes 9); "
+            "images at their own 8 px (--preset NAME to choose another)") in said
     checkpoint = pre.out.strip()
     train = cli("train", "--method", "cc", "--data", f"folder:{flat}", "--checkpoint", checkpoint, "-k", "10",
                 "--epochs", "2", "--set", "eval_every=0")
     assert train.code == 0, train.err
     assert "preset auto:" in train.err and "cc: " in train.err and "clusters, sizes" in train.err
     predictions = train.out.strip()
+    # the last line says where each file's cluster is: the export command, run as printed
+    said = " ".join(train.err.split())
+    assert f"clusters per file: ccli export {predictions} -o clusters.csv (one row per file: its path in the folder " \
+           "and its cluster)" in said
     run_dir = __import__("pathlib").Path(predictions).parent
     scores = json.loads((run_dir / "scores.json").read_text())  # written although the folder has no labels
     assert scores["n"] == 300 and sum(scores["cluster_sizes"].values()) == 300 and "acc" not in scores
@@ -104,8 +113,16 @@ def test_new_user_path_class_folders(cli, pngs, tmp_path):
     train = cli("train", "--method", "cc", "--data", f"folder:{classes}", "--epochs", "2", "--set", "eval_every=0",
                 "--json")
     assert train.code == 0, train.err
-    assert "preset auto: small_cnn at 8 px (native)" in train.err
+    assert "preset auto: 300 grayscale 8×8 images on cpu → the digits recipe" in " ".join(train.err.split())
     payload = json.loads(train.out)
+    import yaml
+
+    config = yaml.safe_load((__import__("pathlib").Path(payload["run"]) / "config.yaml").read_text())["config"]
+    # the cc digits recipe's values, not CC's ImageNet defaults; --epochs 2 (the user's) is kept; its
+    # batch 128 would give 2 steps per epoch on 300 images: 32 (≥ 32 rows, 9 steps)
+    assert config["backbone"] == "small_cnn" and config["image_size"] is None
+    assert config["engine"]["lr"] == 1.0e-3 and config["engine"]["batch_size"] == 32
+    assert config["engine"]["epochs"] == 2 and config["crop_scale"] == [0.3, 1.0] and config["flip_p"] == 0.0
     data, attrs = _read_h5(payload["predictions"])
     assert json.loads(attrs["class_names"]) == [f"digit{c}" for c in range(10)]
     ids = [i.decode() for i in data["ids"]]
@@ -122,3 +139,18 @@ def test_new_user_path_class_folders(cli, pngs, tmp_path):
     by_spec = json.loads(cli("eval", payload["predictions"], "--labels", f"folder:{classes}", "--json").out)
     stored = json.loads(cli("eval", payload["predictions"], "--json").out)
     assert by_spec["acc"] == stored["acc"] and by_spec["mapping"] == stored["mapping"]
+
+
+def test_kmeans_on_colour_files_names_the_pretraining_recipes(cli, tmp_path):
+    # auto has no grayscale recipe for colour images, and kmeans learns no features by itself: the
+    # refusal names the recipes there are, and nothing is written
+    from PIL import Image
+
+    folder = tmp_path / "colour"
+    folder.mkdir()
+    for i in range(12):
+        Image.fromarray(np.full((8, 8, 3), (20 * i, 5, 200), np.uint8), mode="RGB").save(folder / f"c{i:02d}.png")
+    result = cli("train", "--method", "kmeans", "--data", f"folder:{folder}", "-k", "2")
+    assert_bad_input(result, f"kmeans on --data folder:{folder} needs features",
+                     "--set pretrain_preset=NAME (one of simclr-cifar10", "moby-digits")
+    assert not (tmp_path / "cache" / "runs").exists()

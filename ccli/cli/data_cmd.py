@@ -60,7 +60,8 @@ def info(
         emit_json(summary)
         return
     h, w, c = ds.images.shape[1:]
-    log.info(f"{ds.spec} (split {ds.split}): {len(ds):,} images of {h}×{w}×{c}, "
+    channels = f"{c} channel{'s' if c != 1 else ''} ({summary['colour']})"
+    log.info(f"{ds.spec} (split {ds.split}): {len(ds):,} images of {h}×{w}, {channels}, "
              f"{ds.num_classes or 0} classes, {summary['labelled']:,} labelled")
     if ds.class_names and len(counts):
         pairs = ", ".join(f"{name} {n:,}" for name, n in zip(ds.class_names, counts))

@@ -72,11 +72,10 @@ def pretrain_command(
     }
     from ccli import log
     from ccli.auto_preset import resolve as auto_resolve
-    from ccli.config import flat_config, valid_keys
     from ccli.methods.pretrain import PretrainConfig
 
-    preset, sets, chosen = auto_resolve(preset, data, split, device, valid_keys(PretrainConfig), sets or (),
-                                        overrides, image_size, flat_config(PretrainConfig()).get("engine.epochs"))
+    preset, sets, chosen = auto_resolve(preset, data, split, device, PretrainConfig, _preset_group(sets, overrides),
+                                        sets or (), overrides, image_size)
     config = resolve_pretrain_config(preset, sets, overrides)
     # the auto preset's note is printed once every check has passed: a refused command says one sentence
     result = pretrain(config, data, split, out=out, cache_dir=cache_dir, force=force,
@@ -88,6 +87,13 @@ def pretrain_command(
         emit_path(result.checkpoint)
 
 
+def _preset_group(sets, overrides: dict[str, Any]) -> str:
+    """The preset folder of the pretraining method asked for (simclr by default)."""
+    from ccli.config import parse_sets
+
+    return overrides.get("method") or parse_sets(sets or ()).get("method") or "simclr"
+
+
 def resolve_pretrain_config(preset: Optional[str], sets, overrides: dict[str, Any]):
     """Defaults ← preset ← --set ← explicit options; the preset folder is the method's (simclr by default)."""
     from ccli.config import available_presets, parse_sets, presets_root, resolve_config
@@ -97,7 +103,7 @@ def resolve_pretrain_config(preset: Optional[str], sets, overrides: dict[str, An
     method = overrides.get("method") or parse_sets(sets).get("method")
     if method is not None and method not in METHODS:
         raise BadInput(f"--method {method} is not a pretraining method (available: {', '.join(METHODS)}).")
-    wanted = method or "simclr"
+    wanted = _preset_group(sets, overrides)
     if preset and not (preset.endswith((".yaml", ".yml")) or Path(preset).is_file()):
         if not (presets_root() / wanted / f"{preset}.yaml").is_file():
             raise BadInput(f"--preset {preset} is not a {wanted} pretraining preset "

@@ -92,14 +92,13 @@ def train_command(
     inputs.features = ensure_features(features, "--features", cache_dir)  # a .npy/.npz/.csv is imported first
     module = registry.load(info)
     from ccli.auto_preset import resolve as auto_resolve
-    from ccli.config import flat_config, valid_keys
 
     options = {"--k": num_clusters, "--seed": seed, "--epochs": epochs, "--batch-size": batch_size,
                "--image-size": image_size}
     preset, sets, chosen = auto_resolve(
-        preset, data, split, device, valid_keys(module.Config), sets or (),
+        preset, data, split, device, module.Config, method, sets or (),
         {registry.OPTION_KEYS[o]: v for o, v in options.items()}, image_size,
-        flat_config(module.Config()).get("engine.epochs"))
+        pretrained=checkpoint is not None or features is not None)
     config = registry.resolve_method_config(module, method, preset, sets, options)
     # the auto preset's note is printed once every check has passed: a refused command says one sentence
     result = registry.train(method, inputs, config, out=out, cache_dir=cache_dir, device=device, force=force,
@@ -113,6 +112,19 @@ def train_command(
         emit_path(result.predictions)
     if result.scores is not None and not quiet:
         _print_scores(method, result.scores)
+    if not quiet:
+        _say_export(result.predictions, data)
+
+
+def _say_export(predictions, data: str | None) -> None:
+    """Where each file's cluster is: the command that writes them as rows (a new user's next step)."""
+    import shlex
+
+    from ccli import log
+
+    what, row = ("file", "its path in the folder") if data and data.startswith("folder:") else ("sample", "its id")
+    log.info(f"clusters per {what}: ccli export {shlex.quote(str(predictions))} -o clusters.csv "
+             f"(one row per {what}: {row} and its cluster)")
 
 
 def _print_listing(rows: list[dict]) -> None:

@@ -180,6 +180,10 @@ def _fingerprint(kind: str, split: str, plan: _Plan) -> str:
     digest = hashlib.blake2b(digest_size=16)
     header = {"v": FINGERPRINT_VERSION, "kind": kind, "split": split, "image_size": plan.image_size,
               "by": "content" if by_content else "stat"}
+    if plan.decoding is not None:
+        # the kind's own decoding version (`folder:` 2: grayscale folders read as 1 channel), so a
+        # change there retires that kind's cached artifacts only
+        header["decoding"] = plan.decoding
     digest.update(json.dumps(header, sort_keys=True).encode())
     for f, s in stats:
         name = f.relative_to(plan.root).as_posix() if f.is_relative_to(plan.root) else f.name
@@ -270,7 +274,7 @@ class DatasetShape:
 
 def probe_dataset(spec: str, split: str = "all", image_size: int | None = None) -> DatasetShape:
     """N, H, W, C that `load_dataset(spec, split, image_size)` would give, without decoding the images
-    (image folders: the file count and the first image's header)."""
+    (image folders: the file count, the first image's size and every file's mode)."""
     kind, normalised, effective_split, plan = _plan(spec, split, image_size)
     if kind in _NATIVE:
         side, channels, counts = _NATIVE[kind]
@@ -279,9 +283,10 @@ def probe_dataset(spec: str, split: str = "all", image_size: int | None = None) 
         n = counts["all"] if "all" in counts else sum(counts[p] for p in parts)
         side = plan.image_size or side
         return DatasetShape(n, side, side, channels)
-    if plan.ids is not None:  # image files: decoded as RGB
+    if plan.ids is not None:  # image files: the channels from every file's header
+        channels = plan.channels(None) if plan.channels is not None else 3
         if plan.image_size:
-            return DatasetShape(len(plan.ids), plan.image_size, plan.image_size, 3)
+            return DatasetShape(len(plan.ids), plan.image_size, plan.image_size, channels)
         from PIL import Image, UnidentifiedImageError
 
         first = plan.files[0]
@@ -290,7 +295,7 @@ def probe_dataset(spec: str, split: str = "all", image_size: int | None = None) 
                 width, height = img.size
         except (UnidentifiedImageError, OSError) as exc:
             raise BadInput(f"{first} is not a readable image ({exc}).") from exc
-        return DatasetShape(len(plan.ids), height, width, 3)
+        return DatasetShape(len(plan.ids), height, width, channels)
     images, _, _ = plan.read(None, None)  # npz / h5: the arrays themselves
     n, h, w, c = images.shape
     return DatasetShape(n, h, w, c)

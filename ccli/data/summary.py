@@ -14,6 +14,8 @@ def dataset_summary(ds) -> dict:
         "split": ds.split,
         "n": len(ds),
         "image_shape": list(ds.images.shape[1:]),
+        "channels": int(ds.images.shape[-1]),
+        "colour": "grayscale" if ds.images.shape[-1] == 1 else "RGB",
         "num_classes": ds.num_classes,
         "labelled": int(known.sum()),
         "class_sizes": counts.tolist(),

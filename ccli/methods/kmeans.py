@@ -55,8 +55,11 @@ def validate(inputs: Inputs, config: Config, num_clusters: int) -> None:
                 raise BadInput(f"--checkpoint {inputs.checkpoint} was trained on {pretrained.in_channels}-channel images "
                                f"but --data {inputs.data} has {channels}-channel ones.")
         elif not config.pretrain_preset:
+            from ccli.config import PRETRAIN_GROUP, available_presets
+
             raise BadInput(f"kmeans on --data {inputs.data} needs features: give --features, --checkpoint, or a "
-                           "pretraining recipe with --set pretrain_preset=NAME (the digits preset has one).")
+                           f"pretraining recipe to learn them with --set pretrain_preset=NAME (one of "
+                           f"{', '.join(available_presets(PRETRAIN_GROUP))}).")
         else:
             _pretrain_config(config)
     if inputs.features is not None:

@@ -27,6 +27,9 @@ class _Plan:
     num_classes: int | None
     image_size: int | None = None  # the effective target size (a kind's default applied)
     ids: list[str] | None = None  # per-sample ids (relative file paths) when the source has them
+    # image files only: the channel count a read will give, from the files' headers (for probing)
+    channels: Callable[[int | None], int] | None = None
+    decoding: int | None = None  # a version of how the files are decoded, in the fingerprint when set
 
 
 def _require_dir(path: str, spec: str) -> Path:

@@ -10,7 +10,7 @@ from typing import Mapping
 
 import numpy as np
 
-from ccli.data.image_files import is_image_file, list_images, read_image_files
+from ccli.data.image_files import FOLDER_DECODING, folder_channels, is_image_file, list_images, read_image_files
 from ccli.data.readers.common import _descend, _Plan, _read_lines, _require, _require_dir, _resolve_image_size, _split_parts
 from ccli.errors import BadInput
 
@@ -49,14 +49,21 @@ IMAGENET_DOGS_SYNSETS: Mapping[str, str] = MappingProxyType({
 })
 
 
-def _images_plan(root, files, labels, class_names, num_classes, size, spec):
+def _images_plan(root, files, labels, class_names, num_classes, size, spec, gray_if_all=False):
+    """gray_if_all (`folder:`): 1 channel when every file is grayscale, else RGB; the photo datasets
+    are RGB whatever their files (ImageNet holds a few grayscale JPEGs)."""
     labels = np.asarray(labels, dtype=np.int64)
 
+    def channels(workers, announce=False):
+        return folder_channels(files, spec, workers, announce) if gray_if_all else 3
+
     def read(progress, workers):
-        return read_image_files(files, size, spec, progress, workers), labels, class_names
+        return (read_image_files(files, size, spec, progress, workers, channels(workers, announce=True)), labels,
+                class_names)
 
     ids = [Path(f).relative_to(root).as_posix() if Path(f).is_relative_to(root) else Path(f).name for f in files]
-    return _Plan(root, list(files), read, num_classes, size, ids)
+    return _Plan(root, list(files), read, num_classes, size, ids, channels,
+                 FOLDER_DECODING if gray_if_all else None)
 
 
 def _plan_imagenet_subset(synsets: Mapping[str, str]):
@@ -147,7 +154,7 @@ def _plan_folder(path, spec, split, image_size):
         files = list_images(root, recursive=False)
         if not files:
             raise BadInput(f"{spec} contains no images.")
-        return _images_plan(root, files, [-1] * len(files), None, None, image_size, spec)
+        return _images_plan(root, files, [-1] * len(files), None, None, image_size, spec, gray_if_all=True)
     if loose:
         # Mixing both layouts is ambiguous: silently ignoring the loose images would drop data.
         raise BadInput(
@@ -161,4 +168,4 @@ def _plan_folder(path, spec, split, image_size):
             raise BadInput(f"{spec} has a class folder '{name}' with no images.")
         files += found
         labels += [index] * len(found)
-    return _images_plan(root, files, labels, class_dirs, len(class_dirs), image_size, spec)
+    return _images_plan(root, files, labels, class_dirs, len(class_dirs), image_size, spec, gray_if_all=True)
