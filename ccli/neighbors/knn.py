@@ -24,7 +24,7 @@ import numpy as np
 from ccli.errors import BadInput, CcliError
 from ccli.neighbors.knn_faiss import faiss_available, faiss_gpu_count, search_faiss
 from ccli.neighbors.knn_torch import search_torch
-from ccli.neighbors.params import BACKENDS, INDEXES, METRICS, SearchParams
+from ccli.neighbors.params import BACKENDS, INDEXES, METRICS, PRUNE, SearchParams
 
 
 def resolve_backend(backend: str, index: str, device: str = "auto") -> str:
@@ -90,6 +90,8 @@ def search(x: np.ndarray, params: SearchParams, copy: bool = True) -> Iterator[t
     N×D matrix in memory instead of two).
     """
     check_k(params.k, len(x), "the features")
+    if params.prune not in PRUNE:
+        raise BadInput(f"prune={params.prune!r} is not one of {', '.join(PRUNE)}.")
     base = prepare(x, params.metric, copy=copy)
     if params.backend == "torch":
         yield from search_torch(base, params)
