@@ -84,6 +84,7 @@ complete -c ccli -n '__fish_seen_subcommand_from neighbors' -l strong-mode -r -F
 complete -c ccli -n '__fish_seen_subcommand_from neighbors' -l strong-draws -r -F -d 'Strong-view draws to average (ccli embed --draws). [default: 1]'
 complete -c ccli -n '__fish_seen_subcommand_from neighbors' -l mult1 -r -F -d 'Step-1 candidates = mult1·k. [default: 4]'
 complete -c ccli -n '__fish_seen_subcommand_from neighbors' -l mult2 -r -F -d 'Step-2 candidates = mult2·k. [default: 2]'
+complete -c ccli -n '__fish_seen_subcommand_from neighbors' -l prune -r -F -d 'Exact torch search on a CPU: score only the k-means lists that can hold a neighbour; auto, on or off (same result). [default: auto]'
 complete -c ccli -n '__fish_seen_subcommand_from neighbors' -l block-rows -r -F -d 'Query rows per search block (0 = automatic, memory-bounded).'
 complete -c ccli -n '__fish_seen_subcommand_from neighbors' -l seed -r -F -d 'Random seed (IVF training, filter head). [default: 0]'
 complete -c ccli -n '__fish_seen_subcommand_from neighbors' -l device -r -f -a 'auto cpu cuda cuda:0' -d 'auto, cpu, cuda or cuda:N.'

@@ -58,6 +58,7 @@ def neighbors_command(
     strong_draws: Annotated[Optional[int], typer.Option("--strong-draws", help="Strong-view draws to average (ccli embed --draws). [default: 1]")] = None,
     mult1: Annotated[Optional[int], typer.Option("--mult1", help="Step-1 candidates = mult1·k. [default: 4]")] = None,
     mult2: Annotated[Optional[int], typer.Option("--mult2", help="Step-2 candidates = mult2·k. [default: 2]")] = None,
+    prune: Annotated[Optional[str], typer.Option("--prune", help="Exact torch search on a CPU: score only the k-means lists that can hold a neighbour; auto, on or off (same result). [default: auto]")] = None,
     block_rows: Annotated[int, typer.Option("--block-rows", help="Query rows per search block (0 = automatic, memory-bounded).")] = 0,
     seed: Annotated[Optional[int], typer.Option("--seed", help="Random seed (IVF training, filter head). [default: 0]")] = None,
     device: DeviceOpt = "auto",
@@ -98,6 +99,7 @@ def neighbors_command(
         "mult1": mult1,
         "mult2": mult2,
         "seed": seed,
+        "prune": prune,
     }
     # Defaults ← preset ← --set ← explicit options: an option typed on the line wins.
     cfg = resolve_config(NeighborsConfig, "neighbors", preset, sets or (), options)

@@ -203,3 +203,29 @@ def faiss_available() -> bool:
     except ImportError:
         return False
     return True
+
+
+def partition(xt, k: int, *, seed: int = 0, iters: int = 6, sample_per_centre: int = 64):
+    """A coarse k-means partition of the torch rows `xt` (an index, not a clustering): labels [N], centres [k, D].
+
+    Lloyd iterations start from k distinct random rows and run on a seeded sample of
+    `sample_per_centre` rows per centre, then every row is assigned once. The exact kNN's
+    cluster bounds (ccli.neighbors.knn_pruned) need only a partition whose lists are tight, not
+    the best inertia: k-means++ seeding costs k sequential passes (minutes for k ≈ 1,000 on a
+    CPU), a sample's Lloyd steps a fraction of a second.
+    """
+    import torch
+
+    n = len(xt)
+    k = int(max(1, min(k, n)))
+    rng = np.random.default_rng(seed)
+    size = min(n, max(k, sample_per_centre * k))
+    sample = xt[torch.from_numpy(np.sort(rng.choice(n, size, replace=False))).to(xt.device)] if size < n else xt
+    s_sq = (sample * sample).sum(1)
+    centres = sample[torch.from_numpy(rng.choice(len(sample), k, replace=False)).to(xt.device)].clone()
+    rows = int(max(1, min(n, _BLOCK_BYTES // (4 * k))))
+    for _ in range(iters):
+        labels, _ = _assign(sample, s_sq, centres, rows)
+        centres = _update(sample, s_sq, labels, centres, k, rows)
+    labels, _ = _assign(xt, (xt * xt).sum(1), centres, rows)
+    return labels, centres

@@ -113,6 +113,7 @@ def _search_params(cfg: NeighborsConfig, k: int, device: str, block_rows: int) -
         seed=cfg.seed,
         block_rows=block_rows,
         device=device,
+        prune=cfg.prune,
     )
 
 

@@ -1,7 +1,7 @@
 """The `ccli neighbors` config: what goes into the content key, and its defaults.
 
 Where the work runs (device, block sizes) is not a field, and `keyed_config` drops the
-backend too: exact search gives the same neighbours from faiss and torch, and the
+backend and `prune` (which lists the exact search scores) too: exact search gives the same neighbours from faiss and torch, and the
 approximate indexes exist only in faiss. So neighbours computed on a GPU server and on a
 laptop share a key; the artifact's `backend` attribute still records which one ran.
 """
@@ -27,6 +27,11 @@ class NeighborsConfig:
     ef_search: int = 64
     include_self: bool = False
     seed: int = 0
+    # Exact torch search on a CPU: score only the k-means lists that can hold a neighbour
+    # (ccli.neighbors.knn_pruned, issue 17). Never changes the result, so not in the key.
+    # 'auto' (PROPOSED, BENCHMARKS.md "issue 17: pruned exact kNN"): from 20,000 rows, given up
+    # when the first blocks show little pruning; 'on': always; 'off': the plain blocked search.
+    prune: Literal["auto", "on", "off"] = "auto"
     # scan+ multi-view cascade (scanplus.md §5): k plays the role of q.
     multi_view: bool = False
     mult1: int = 4
@@ -72,6 +77,7 @@ def keyed_config(config: dict) -> dict:
     """The part of a resolved config that determines the result (see the module docstring)."""
     out = dict(config)
     out.pop("backend")
+    out.pop("prune")
     for name in ("nlist", "nprobe", "hnsw_m", "ef_construction", "ef_search"):
         if name not in INDEX_FIELDS[out["index"]]:
             out.pop(name)

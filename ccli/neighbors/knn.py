@@ -24,7 +24,7 @@ import numpy as np
 from ccli.errors import BadInput, CcliError
 from ccli.neighbors.knn_faiss import FAISS_BLOCK_ROWS, faiss_available, faiss_gpu_count, search_faiss
 from ccli.neighbors.knn_torch import search_torch
-from ccli.neighbors.params import BACKENDS, INDEXES, METRICS, SearchParams
+from ccli.neighbors.params import BACKENDS, INDEXES, METRICS, PRUNE, SearchParams
 
 
 def resolve_backend(backend: str, index: str, device: str = "auto") -> str:
@@ -93,6 +93,8 @@ def search(x: np.ndarray, params: SearchParams, copy: bool = True,
     whichever rows are searched with it.
     """
     check_k(params.k, len(x), "the features")
+    if params.prune not in PRUNE:
+        raise BadInput(f"prune={params.prune!r} is not one of {', '.join(PRUNE)}.")
     base = prepare(x, params.metric, copy=copy)
     queries = (0, len(base)) if rows is None else rows
     if params.backend == "torch":

@@ -13,6 +13,7 @@ from typing import Iterator
 
 import numpy as np
 
+from ccli.neighbors import knn_pruned
 from ccli.neighbors.knn_faiss import faiss_available
 from ccli.neighbors.params import SearchParams
 
@@ -122,6 +123,15 @@ def search_torch(base: np.ndarray, params: SearchParams,
     with torch.inference_mode(), _exact_cuda_matmul():
         max_norm = float(norms.max()) if n else 0.0
         first, last = (0, n) if queries is None else queries
+        # The pruned search answers every row at once from one partition of the base; a sharded
+        # rank asks for its own query range only, so it takes the plain blocked search.
+        if queries is None and heaps and (params.prune == "on" or (params.prune == "auto" and n >= knn_pruned.MIN_N)):
+            found = knn_pruned.search_pruned(b, low, sq_norms, max_norm, eps_unit, params, cols,
+                                             give_up=params.prune == "auto")
+            if found is not None:
+                for start in range(0, n, rows):
+                    yield start, found[0][start : start + rows], found[1][start : start + rows]
+                return
         for start in range(first, last, rows):
             stop = min(last, start + rows)
             if heaps:
@@ -244,28 +254,40 @@ def _rank_candidates(r, c, score, m, k, metric):
     return idx, vals.float()
 
 
-def _torch_block_fp32(b, sq_norms, row_ids, cols, params):
+def _torch_block_fp32(b, sq_norms, row_ids, cols, params, columns=None):
     """Exact in fp32 for the query rows `row_ids`: products chunk by chunk, top-k' per chunk merged,
     the k' (> k) survivors rescored from the rows themselves (no ‖q‖² + ‖x‖² − 2q·x cancellation).
 
     The fallback for rows whose filter kept too many near-ties (duplicates, degenerate data).
+    `columns` (ids, optional) restricts the database to those rows: the pruned search passes the
+    lists it proved hold every neighbour.
     """
     import torch
 
     n, k = len(b), params.k
     kp = min(n, k + max(k, 16))
     q = b[row_ids]
+    width = n if columns is None else len(columns)
     best_v = best_i = None
-    for c0 in range(0, n, cols):
-        c1 = min(n, c0 + cols)
-        s = q @ b[c0:c1].T
+    for c0 in range(0, width, cols):
+        c1 = min(width, c0 + cols)
+        if columns is None:
+            s = q @ b[c0:c1].T
+            chunk_sq = sq_norms[c0:c1]
+        else:
+            ids = columns[c0:c1]
+            s = q @ b[ids].T
+            chunk_sq = sq_norms[ids]
         if params.metric == "l2":
-            s.mul_(2).sub_(sq_norms[c0:c1][None, :])
+            s.mul_(2).sub_(chunk_sq[None, :])
         if params.exclude_self:
-            hit = (row_ids >= c0) & (row_ids < c1)
-            s[hit.nonzero(as_tuple=True)[0], row_ids[hit] - c0] = -math.inf
+            if columns is None:
+                hit = (row_ids >= c0) & (row_ids < c1)
+                s[hit.nonzero(as_tuple=True)[0], row_ids[hit] - c0] = -math.inf
+            else:
+                s.masked_fill_(row_ids[:, None] == ids[None, :], -math.inf)
         v, i = torch.topk(s, min(kp, c1 - c0), dim=1)
-        i += c0
+        i = i + c0 if columns is None else columns[i + c0]
         if best_v is not None:
             v, j = torch.topk(torch.cat([best_v, v], 1), min(kp, best_v.shape[1] + v.shape[1]), dim=1)
             i = torch.gather(torch.cat([best_i, i], 1), 1, j)

@@ -11,11 +11,12 @@ from dataclasses import dataclass
 METRICS = ("cosine", "l2")
 BACKENDS = ("auto", "faiss", "torch")
 INDEXES = ("flat", "ivf", "hnsw")
+PRUNE = ("auto", "on", "off")
 
 
 @dataclass(frozen=True)
 class SearchParams:
-    """How to search; everything here except `block_rows`/`device` can change the result."""
+    """How to search; everything here except `block_rows`/`device`/`prune` can change the result."""
 
     k: int
     metric: str = "cosine"
@@ -30,3 +31,7 @@ class SearchParams:
     seed: int = 0
     block_rows: int = 0  # 0 = automatic
     device: str = "cpu"
+    # Exact torch search on a CPU: score only the k-means lists that can hold a neighbour
+    # (ccli.neighbors.knn_pruned). 'auto': from knn_pruned.MIN_N rows, given up when the first
+    # blocks show no pruning; 'on': always (no give-up); 'off': the plain blocked search.
+    prune: str = "auto"
