@@ -223,11 +223,11 @@ TINY = ["backbone=small_cnn", "image_size=null", "batch_size=32", "optimizer=ada
         "delta2=0.5", "delta_switch=4", "tau=0.5", "flip_p=0"]
 
 
-def _train(data, out, epochs=5):
+def _train(data, out, epochs=5, sets=()):
     from ccli.methods import registry
 
     module = registry.load(registry.get("cctc"))
-    config = registry.resolve_method_config(module, "cctc", None, TINY, {"--epochs": epochs})
+    config = registry.resolve_method_config(module, "cctc", None, TINY + list(sets), {"--epochs": epochs})
     return registry.train("cctc", registry.Inputs(data=data), config, out=out, device="cpu")
 
 
@@ -247,7 +247,7 @@ def test_the_trend_queue_is_checkpointed_and_survives_a_resume(tmp_path, monkeyp
 
     def push_then_stop(self, probs):
         pushes["n"] += 1
-        if pushes["n"] == 3:  # the start of the second trend epoch: killed here
+        if pushes["n"] == 3:  # the start of absolute epoch 4, the second S2 epoch: killed here
             raise KeyboardInterrupt
         real_push(self, probs)
 
@@ -255,7 +255,7 @@ def test_the_trend_queue_is_checkpointed_and_survives_a_resume(tmp_path, monkeyp
     with pytest.raises(KeyboardInterrupt):
         _train(data, tmp_path / "cut")
     saved = load_checkpoint(tmp_path / "cut" / "checkpoint-trend.pt")
-    assert saved["epoch"] == 1 and int(saved["model"]["trend.pushes"]) == 2
+    assert saved["epoch"] == 3 and int(saved["model"]["trend.pushes"]) == 2  # trend-stage epochs 1–3 done
     assert (saved["model"]["trend.labels"] >= 0).all()  # the full queue is in the checkpoint
     monkeypatch.setattr(trend.TrendQueue, "push", real_push)
     resumed = _train(data, tmp_path / "cut")
@@ -265,6 +265,27 @@ def test_the_trend_queue_is_checkpointed_and_survives_a_resume(tmp_path, monkeyp
     for key in final:
         assert torch.equal(again[key], final[key]), key
     assert resumed.scores == whole.scores
+
+
+def test_s1_and_s2_are_one_stage_with_one_optimiser(tmp_path, monkeypatch):
+    """§12.3's single loop: no "gcc" stage; the trend terms start at E1 = 3 without a new optimiser."""
+    import json
+
+    from ccli.engine.checkpoint import load_checkpoint
+
+    monkeypatch.setenv("CCLI_CACHE", str(tmp_path / "cache"))
+    _train(_tiny_npz(tmp_path / "d.npz"), tmp_path / "run", sets=["delta1=0.05", "delta2=0.1"])  # S of a near-uniform head is small
+    assert sorted(p.name for p in (tmp_path / "run").glob("checkpoint-*.pt")) == ["checkpoint-trend.pt",
+                                                                                 "checkpoint-warmup.pt"]
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    trend = [r for r in rows if r.get("stage") == "trend" and "trend_pairs" in r]
+    assert [r["epoch"] for r in trend] == [1, 2, 3, 4]  # absolute epochs 1–4 after 1 warm-up epoch
+    assert [r["trend_pairs"] for r in trend[:2]] == [0.0, 0.0]  # S1: absolute epochs 1, 2 < E1 = 3
+    assert [r["trend_z"] for r in trend[:2]] == [0.0, 0.0]
+    assert all(r["trend_pairs"] > 0 and r["trend_z"] > 0 for r in trend[2:])  # S2
+    assert [round(r["delta"], 6) for r in trend] == [0.05, 0.05, 0.05, 0.1]  # δ2 from absolute epoch 4
+    adam = load_checkpoint(tmp_path / "run" / "checkpoint-trend.pt")["optimizer"]["state"]
+    assert {int(state["step"]) for state in adam.values()} == {16}  # 4 epochs × 4 steps of 32: S1's and S2's
 
 
 def _neighbors(path, n, k=5):

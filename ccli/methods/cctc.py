@@ -1,14 +1,20 @@
 """CCTC, contrastive clustering with trend consistency (seed 000; cctc-and-cdec.md Part A).
 
 GCC (ccli.methods.graph_contrast) plus the trend-consistency module (ccli.methods.trend), as
-three stages of one run (§12.2):
-  warmup  SimCLR warm-up, the feature memory fills;
-  gcc     L^gcc_InfoNCE + L_clu on the kNN graph; from its second epoch the hard labels of an
-          eval-mode pass over all images are pushed into the N × w queue C at every epoch start;
-  trend   the same + α·L_z + β·L_y with W = sg[M_S ⊙ 𝕀(M_S ≥ δ)] per batch (§8.6, §9),
-          δ = δ1 before absolute epoch `delta_switch`, δ2 after it (§10.2).
+two stages of one run, holding the three phases of §12.2:
+  warmup  S0, the SimCLR warm-up; the feature memory fills;
+  trend   S1 then S2 with one optimiser and one epoch counter (§12.3's single loop):
+          S1 (absolute epochs simclr_epochs … E1 − 1) is L^gcc_InfoNCE + L_clu on the kNN graph;
+          from its second epoch the hard labels of an eval-mode pass over all images are pushed
+          into the N × w queue C at every epoch start; S2 (E1 on) adds α·L_z + β·L_y with
+          W = sg[M_S ⊙ 𝕀(M_S ≥ δ)] per batch (§8.6, §9), δ = δ1 before absolute epoch
+          `delta_switch`, δ2 after it (§10.2).
+S1 and S2 are not separate stages: a stage boundary starts a fresh optimiser (Adam's moments
+reset) and restarts the stage-local epoch that seeds the batch order and the neighbour draws, so
+the first S2 epochs replayed S1's. On digits seed 3 that split put the run in a partition that
+the trend terms then locked (0.780 ACC with a 30-epoch warm-up; BENCHMARKS.md "gcc and cctc").
 The queue is a buffer of the model: every stage checkpoint carries it and `--resume` continues it.
-`trend_matrix: M` is Table 3's middle row (M without S); `none` is GCC's objective in three stages.
+`trend_matrix: M` is Table 3's middle row (M without S); `none` is GCC's objective.
 """
 
 from __future__ import annotations
@@ -96,7 +102,11 @@ def build(setup: Setup) -> Plan:
         broadcast_from_main(model.trend.soft, ctx.dist)
 
     def trend_terms(index, u, p1, ctx):
-        delta = delta_at(start + ctx.epoch - 1, config.delta1, config.delta2, config.delta_switch)
+        absolute = config.simclr_epochs + ctx.epoch - 1  # the graph stage follows the warm-up
+        delta = delta_at(absolute, config.delta1, config.delta2, config.delta_switch)
+        if absolute < start:  # the GCC epochs before E1: the queue fills, the objective is GCC's
+            zero = u.new_zeros(())
+            return {"loss": zero, "trend_z": zero, "trend_y": zero, "trend_pairs": zero, "delta": torch.tensor(delta)}
         weights = model.trend.weights(index, delta, config.trend_matrix).to(u.device)
         l_z = instance_consistency_loss(weights, u, config.consistency_norm)
         l_y = cluster_consistency_loss(weights, p1, config.consistency_norm)
@@ -104,9 +114,10 @@ def build(setup: Setup) -> Plan:
                 "trend_pairs": (weights > 0).sum().float(), "delta": torch.tensor(delta)}
 
     extra = None if config.trend_matrix == "none" else trend_terms
+    # One graph stage for S1 and S2 (see the module docstring): no optimiser reset, no replay at E1.
     stages = graph_stages(setup, model, [("warmup", config.simclr_epochs, None),
-                                         ("gcc", start - config.simclr_epochs, None),
-                                         ("trend", config.engine.epochs - start, extra)], epoch_hook=snapshot)
+                                         ("trend", config.engine.epochs - config.simclr_epochs, extra)],
+                          epoch_hook=snapshot)
     record = {"graph_source": "artifact" if model.graph_fixed else "feature memory", "trend_start_effective": start,
               "queue_bytes": model.trend.nbytes()}
     return Plan(model, stages, record=record)
