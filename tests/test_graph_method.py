@@ -116,6 +116,40 @@ def test_the_chunk_partition_is_fixed_and_covers_every_sample():
     assert [len(p) for p in _chunk_parts(50, Config(se_mode="full"))] == [50]
 
 
+# ---- the joint stage's optimiser groups --------------------------------------------------------
+@pytest.mark.parametrize("shared", [True, False])
+def test_head_groups_cover_every_trainable_parameter_once_with_the_heads_scaled(shared):
+    from ccli.methods.graph import _modules, head_groups
+    from ccli.models.autoencoder import build_autoencoder
+
+    ae = build_autoencoder("cae28", 1, 28, 32, "none")
+    model = _modules()(ae, 10, 16, shared, 1, 1, 1e-8)
+    groups = head_groups(model, 10.0)
+    assert len(groups) == 2 and "lr_scale" not in groups[0] and groups[1]["lr_scale"] == 10.0
+    first, second = ({id(p) for p in g["params"]} for g in groups)
+    assert len(first) == len(groups[0]["params"]) and len(second) == len(groups[1]["params"])
+    assert not first & second
+    trainable = {id(p) for p in model.parameters() if p.requires_grad}
+    assert first | second == trainable
+    assert first == {id(p) for p in ae.parameters()}
+    heads = [model.trunk, model.instance, model.cluster] + ([] if shared else [model.cluster_trunk])
+    assert second == {id(p) for m in heads for p in m.parameters()}
+    # the self-expression blocks are buffers (their own Adam), never optimiser parameters
+    assert {name for name, _ in model.named_buffers()} >= {"coefficients", "c_m", "c_v", "c_steps"}
+
+
+@pytest.mark.slow  # > 10 s: trains
+def test_the_joint_stage_optimiser_holds_the_two_groups_at_their_rates(cli, tmp_path):
+    from ccli.engine.checkpoint import load_checkpoint
+
+    out = tmp_path / "scaled"
+    result = cli(*TINY, "--set", "se_mode=closed", "--set", "head_lr_scale=10", "--set", "lr=0.001", "-o", out)
+    assert result.code == 0, result.err
+    groups = load_checkpoint(out / "checkpoint-joint.pt")["optimizer"]["param_groups"]
+    assert [g.get("lr_scale", 1.0) for g in groups] == [1.0, 10.0]
+    assert groups[0]["lr"] == pytest.approx(1e-3) and groups[1]["lr"] == pytest.approx(1e-2)
+
+
 # ---- the --graph input ---------------------------------------------------------------------------
 def _digits_graph(tmp_path, cli):
     from sklearn.datasets import load_digits
@@ -188,6 +222,12 @@ def test_full_self_expression_above_the_limit_is_refused_naming_the_limit_and_th
     assert not (tmp_path / "out").exists()
     cache = tmp_path / "cache"
     assert not cache.exists() or not any(p.is_file() for p in cache.rglob("*") if "datasets" not in p.parts)
+
+
+def test_a_head_lr_scale_of_zero_is_refused(cli, tmp_path):
+    result = cli(*TINY, "--set", "head_lr_scale=0", "-o", tmp_path / "out")
+    assert_bad_input(result, "head_lr_scale=0 must be > 0")
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.slow  # > 10 s: trains a selfpaced pretrain stage

@@ -261,3 +261,6 @@ def test_every_preset_resolves_to_the_config(preset):
             (0.7, 2, 5, 0.5, 100, 50)  # thesis §3.3.3
         assert config.latent_dim == (10 if preset == "mnist" else 20)
         assert "paper_results" in preset_metadata("selfpaced", preset)
+    if preset == "fashion-mnist":  # BENCHMARKS.md issue 12: 10 stage-1 epochs shrank the codes into 2 centres
+        assert (config.stage1_epochs, config.entropy_weight, config.threshold_schedule) == (1, 1.0, "linear")
+        assert (config.lam, config.t1, config.stage1_lr, config.lr_ae, config.engine.lr) == (0.7, 2, 1e-5, 1e-5, 1e-3)
