@@ -18,7 +18,10 @@ BENCHMARKS.md under a heading with the machine, the date and `uptime`'s load bef
 - gpu: benchmarks/gpu_suite.py (every GPU measurement of issue 17, each beside its baseline: augmentation
   on the device vs per-sample CPU workers, fp32 vs bf16/channels_last/fused/compile steps, exact kNN
   checked against float64), its JSON summarised as one table. Not in the default set: it is meant for
-  a GPU machine; `--fashion DIR` is passed on. With --smoke it runs the suite's CPU smoke mode.
+  a GPU machine; `--fashion DIR` is passed on. With --smoke it runs the suite's CPU smoke mode;
+- sharded: benchmarks/bench_sharded.py, `ccli embed` and `ccli neighbors` as one process (1 and 2
+  threads) vs `torchrun --nproc_per_node 2` (gloo), artifacts compared. Not in the default set (it
+  pretrains and embeds Fashion-MNIST: ~30 min on the shared 2-core machine); --smoke: digits, 1 repeat.
 """
 
 from __future__ import annotations
@@ -168,16 +171,23 @@ def bench_gpu(smoke: bool, fashion: str | None) -> str:
         return gpu_suite.summarize(json.loads(out.read_text()))
 
 
+def bench_sharded(smoke: bool) -> str:
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "bench_sharded.py")]
+    cmd += ["--datasets", "digits", "--repeats", "1"] if smoke else []
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout.strip()
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("names", nargs="*", default=["knn", "kmeans", "eval"], help="knn, kmeans, eval, gpu")
+    parser.add_argument("names", nargs="*", default=["knn", "kmeans", "eval"], help="knn, kmeans, eval, gpu, sharded")
     parser.add_argument("--n", type=int, default=0, help="N for knn (default 200,000) and kmeans (70,000)")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, to check the harness")
     parser.add_argument("--no-append", action="store_true", help="print only; leave BENCHMARKS.md alone")
     parser.add_argument("--fashion", default=None, help="gpu: folder with the Fashion-MNIST IDX .gz files")
     parser.add_argument("--features", default=None, help="kmeans: a `ccli embed` features .h5 instead of the synthetic mixture")
     args = parser.parse_args(argv)
-    unknown = set(args.names) - {"knn", "kmeans", "eval", "gpu"}
+    unknown = set(args.names) - {"knn", "kmeans", "eval", "gpu", "sharded"}
     if unknown:
         parser.error(f"unknown benchmark(s): {', '.join(sorted(unknown))}")
     load_before = os.getloadavg()
@@ -190,6 +200,8 @@ def main(argv=None) -> None:
                                       features=args.features))
         elif name == "gpu":
             parts.append(bench_gpu(args.smoke, args.fashion))
+        elif name == "sharded":
+            parts.append(bench_sharded(args.smoke))
         else:
             parts.append(bench_eval(repeats=1 if args.smoke else 3))
     load_after = os.getloadavg()
