@@ -35,10 +35,12 @@ import numpy as np
 # Rows per list (N / this = number of lists), rows per query block, and the size from which
 # 'auto' tries pruning. PROPOSED, not tuned: lists must be smaller than the data's clusters for
 # the bounds to prune (at 30k rows around 1,000 centres, 30 rows each, nothing was pruned), and
-# a block is scored against the union of its queries' lists. BENCHMARKS.md, "issue 17: pruned
-# exact kNN", has the measurements these were run with.
+# a block is scored against the union of its queries' lists: blocks of ≥ 256 rows (one list,
+# mostly) scored 0.045 of N² at 100k around 100 centres against 0.058 with ≥ 512, 14.7–16.0 s vs
+# 18.4–18.7 s; lists of 128 scored less but took longer (22.7 s). BENCHMARKS.md, "issue 17:
+# pruned exact kNN".
 ROWS_PER_LIST = 256
-BLOCK_ROWS = 512
+BLOCK_ROWS = 256
 MIN_N = 20_000
 # The first blocks decide whether to go on: if they had to score more than this fraction of the
 # database, pruning does not pay (uniform, unstructured rows) and the plain search runs instead.
