@@ -4,10 +4,12 @@ The database is partitioned into lists by a coarse k-means (`ccli.fit.kmeans.par
 sorted by list. For each list, c is the mean of its rows and r = max ‖x − c‖ over them (float64,
 rounded up). For every point x of the list and any query q,
 
-    cosine:  q·x = q·c + q·(x − c) ≤ q·c + ‖q‖·r
-    l2:      ‖q − x‖ ≥ ‖q − c‖ − r,  so  2q·x − ‖x‖² = ‖q‖² − ‖q − x‖² ≤ ‖q‖² − max(0, ‖q − c‖ − r)²
+    ‖q − x‖ ≥ ‖q − c‖ − r = gap, so
+    l2:      2q·x − ‖x‖² = ‖q‖² − ‖q − x‖² ≤ ‖q‖² − max(0, gap)²
+    cosine:  q·x = (‖q‖² + ‖x‖² − ‖q − x‖²)/2 ≤ (‖q‖² + max ‖x‖² − max(0, gap)²)/2,
+             and q·x = q·c + q·(x − c) ≤ q·c + ‖q‖·r; the smaller of the two
 
-(the right sides from an fp32 product q·c plus its rounding bound, `dot_error_bound`). Queries
+(the right sides from an fp32 product q·c plus its rounding bound γ_D·‖q‖‖c‖, `_gamma`). Queries
 are processed a few lists at a time (a block: rows that are close to each other). A block is
 first scored against its own rows; the k-th best filter score minus the filter's error bound
 ε is then a lower bound t on every query's true k-th score. A list whose bound is below t for
@@ -15,8 +17,11 @@ every query of the block cannot hold any of their neighbours and is never scored
 are scored best bound first, t rising after each chunk of columns. The scoring itself is the
 existing CPU machinery (`knn_torch`): bf16 tiles into faiss heaps of k' > k, the per-row proof
 (k'-th filter score < k-th − 2ε) and float64 rescoring; a row the proof fails on is redone by
-the exact fp32 scan over the whole database. So the answer is the brute force's: a skipped
+the exact fp32 scan (`_torch_block_fp32`). So the answer is the brute force's: a skipped
 column scores strictly below some true k-th score, every other one went through the proof.
+The fp32 redo runs over the lists the block scored only (the skipped ones were proven empty of
+neighbours), and once a block's proof fails on most of its rows (near-ties within bf16's 2ε:
+dense isotropic clusters) every later block filters in fp32, whose ε is ~10⁻⁵ of bf16's.
 
 Uniform rows give no pruning (every bound is above t). The first blocks measure the fraction of
 columns scored; above `_MAX_SCORED_FRACTION` the search gives up (None) and the caller runs the
@@ -27,13 +32,21 @@ from __future__ import annotations
 
 import numpy as np
 
-# Rows per list (N / this = number of lists), rows per query block, and where pruning stops
-# paying: measured on the 2-core test machine (BENCHMARKS.md, "Performance and scale (issue 17)").
+# Rows per list (N / this = number of lists), rows per query block, and the size from which
+# 'auto' tries pruning. PROPOSED, not tuned: lists must be smaller than the data's clusters for
+# the bounds to prune (at 30k rows around 1,000 centres, 30 rows each, nothing was pruned), and
+# a block is scored against the union of its queries' lists: blocks of ≥ 256 rows (one list,
+# mostly) scored 0.045 of N² at 100k around 100 centres against 0.058 with ≥ 512, 14.7–16.0 s vs
+# 18.4–18.7 s; lists of 128 scored less but took longer (22.7 s). BENCHMARKS.md, "issue 17:
+# pruned exact kNN".
 ROWS_PER_LIST = 256
-BLOCK_ROWS = 512
+BLOCK_ROWS = 256
 MIN_N = 20_000
 # The first blocks decide whether to go on: if they had to score more than this fraction of the
 # database, pruning does not pay (uniform, unstructured rows) and the plain search runs instead.
+# PROPOSED, not measured at the crossover: a guess that above half of N² the partition and the
+# gathered columns eat what skipping saves. (At 10k rows around 100 centres 'on' scored 0.91 of
+# N² and still won, 7.6 s vs 11.9 s, but by its fp32 switch on near-ties, not by pruning.)
 PROBE_BLOCKS = 4
 _MAX_SCORED_FRACTION = 0.5
 
