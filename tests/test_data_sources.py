@@ -490,7 +490,10 @@ def test_grayscale_folder_keeps_one_channel(tmp_path):
     assert resized.images.shape == (5, 3, 3, 1)
 
 
-def test_mixed_folder_reads_rgb_and_says_so(tmp_path, capsys):
+def test_mixed_folder_reads_rgb_and_says_so(tmp_path, capsys, monkeypatch):
+    from ccli import log
+
+    monkeypatch.setattr(log, "_verbosity", 1)  # an earlier test's -q would silence the note
     expected = _write_gray_folder(tmp_path / "mixed" / "gray")
     colour = np.random.default_rng(12).integers(0, 256, (6, 5, 3), dtype=np.uint8)
     fx.save_array(tmp_path / "mixed" / "rgb" / "z.png", colour)
