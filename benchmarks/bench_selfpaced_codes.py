@@ -10,7 +10,9 @@ cluster sizes; the pairs stage 2 would mine at (ζ, γ) of the run on random bat
 size, with `feature` and `centred` similarities: positives and negatives per anchor, the share
 of positives that are same-class (precision), of same-class pairs that are positives (recall),
 and of negatives that are different-class; for stage 2, the head's argmax ACC, sizes and
-batch marginal. Needs the labels (a labelled dataset). One thread; prints one line per figure.
+batch marginal. `--eq34 N` (stages without centres yet, i.e. pretrain): N repeated Eq. 3.4
+updates from the k-means centres on the fixed codes (no training), with the centres' mean
+pairwise distance and the argmax-p ACC after each. Needs the labels (a labelled dataset). One thread; prints one line per figure.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ def main() -> None:
     ap.add_argument("run", type=Path)
     ap.add_argument("--stages", default="pretrain,stage1,stage2")
     ap.add_argument("--batches", type=int, default=20, help="random batches for the pair counts")
+    ap.add_argument("--eq34", type=int, default=0, help="repeated Eq. 3.4 updates on the pretrained codes")
     args = ap.parse_args()
 
     import torch
@@ -37,7 +40,8 @@ def main() -> None:
     from ccli.data.sources import load_dataset
     from ccli.fit.kmeans import kmeans
     from ccli.losses import selfpaced as L
-    from ccli.methods.selfpaced import Config, _modules, encode_all
+    from ccli.data.gpu_augment import sample_batch_params
+    from ccli.methods.selfpaced import Config, _modules, encode_all, view_of
     from ccli.methods.autoencoding import latent_dim
     from ccli.metrics.evaluation import score_labelling
     from ccli.models.autoencoder import build_autoencoder
@@ -74,8 +78,21 @@ def main() -> None:
         print(f"{stage}: code per-dim std mean {h.std(0).mean().item():.3f}, norm mean {h.norm(dim=1).mean().item():.3f}")
         for name, feats in (("h", h), ("l2(h)", F.normalize(h, dim=1)),
                             ("l2(h - mean)", F.normalize(h - h.mean(0), dim=1))):
-            labels, _, _, _ = kmeans(feats.numpy(), k, n_init=10, seed=42)
+            labels, centroids, _, _ = kmeans(feats.numpy(), k, n_init=10, seed=42)
             print(f"{stage}: k-means on {name}: ACC {acc(labels)}")
+            if name == "h" and args.eq34 and not bool(model.centres_ready):
+                size, c = bb["image_size"], bb["in_channels"]
+                aug = view_of(config, size, c)  # the method's fixed augmented copy T(X) (Alg. 3.1 step 2)
+                params = sample_batch_params(aug, len(images), images.shape[2], images.shape[3], c,
+                                             torch.Generator().manual_seed(config.seed + 7919), "cpu")
+                (h_aug,) = encode_all(model.backbone, images, [aug], norm["mean"], norm["std"], "cpu",
+                                      config.eval_batch_size, [params])
+                mu = torch.from_numpy(centroids)
+                for it in range(args.eq34 + 1):
+                    p = L.student_t(h, mu, config.alpha)
+                    print(f"{stage}: Eq. 3.4 update {it}: centre spread {torch.pdist(mu).mean().item():.3f}, mean max p "
+                          f"{p.max(1).values.mean().item():.3f}, argmax p ACC {acc(p.argmax(1).numpy())}")
+                    mu = L.weighted_centres(h_aug, p)
         if bool(model.centres_ready):
             p = L.student_t(h, model.centres, config.alpha)
             a = p.argmax(1).numpy()

@@ -326,17 +326,18 @@ def build(setup: Setup) -> Plan:
                 "ignored_pairs": (b * (b - 1) - pos.sum() - neg.sum()).float() / b}
 
     base = config.engine
-    pretrain_engine = dataclasses.replace(base, epochs=config.pretrain_epochs, lr=config.pretrain_lr,
-                                          batch_size=config.pretrain_batch_size, eval_every=0)
-    stage1_engine = dataclasses.replace(base, epochs=config.stage1_epochs, lr=config.stage1_lr, eval_every=0)
     stages = []
+    # A stage's engine is built only when the stage runs: EngineConfig refuses epochs=0.
     if config.ae_checkpoint:
         load_ae_checkpoint(model.ae, config, c, size)
     elif config.pretrain_epochs:
+        pretrain_engine = dataclasses.replace(base, epochs=config.pretrain_epochs, lr=config.pretrain_lr,
+                                              batch_size=config.pretrain_batch_size, eval_every=0)
         stages.append(Stage("pretrain", [clean, augmented] if config.pretrain_augment else [clean], pretrain_step,
                             engine=pretrain_engine, trainable=Run(model, "ae")))
     stage1_views = [clean, augmented] if config.aug_copy == "epoch" else [clean]
     if config.stage1_epochs:
+        stage1_engine = dataclasses.replace(base, epochs=config.stage1_epochs, lr=config.stage1_lr, eval_every=0)
         stages.append(Stage("stage1", stage1_views, stage1_step, engine=stage1_engine, trainable=Run(model, "ae"),
                             before_epoch=refresh_centres))
     head_params = list(model.head.parameters())
