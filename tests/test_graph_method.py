@@ -224,9 +224,10 @@ def test_full_self_expression_above_the_limit_is_refused_naming_the_limit_and_th
     assert not cache.exists() or not any(p.is_file() for p in cache.rglob("*") if "datasets" not in p.parts)
 
 
-def test_a_head_lr_scale_of_zero_is_refused(cli, tmp_path):
-    result = cli(*TINY, "--set", "head_lr_scale=0", "-o", tmp_path / "out")
-    assert_bad_input(result, "head_lr_scale=0 must be > 0")
+@pytest.mark.parametrize("value", ["0", "-1", "nan"])
+def test_a_head_lr_scale_that_is_not_positive_is_refused_naming_the_key(cli, tmp_path, value):
+    result = cli(*TINY, "--set", f"head_lr_scale={value}", "-o", tmp_path / "out")
+    assert_bad_input(result, f"head_lr_scale={value} must be > 0")
     assert not (tmp_path / "out").exists()
 
 
