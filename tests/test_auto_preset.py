@@ -38,10 +38,10 @@ def test_small_grayscale_sets_start_from_the_digits_recipe_scaled_to_equal_image
     # the other counts are said in words, with the recipe's own, never as config keys
     assert ("210 epochs (its 70 × 1,797/600 images: as many images seen as on digits); scaled alike: 90 SimCLR "
             "warm-up epochs (its 30);") in gcc.summary() and "simclr_epochs" not in gcc.summary()
-    # cctc's δ switch is an epoch too: 28 × 3 = 84
+    # cctc's δ switch is an epoch too: 38 × 3 = 114 (its warm-up 30 × 3 = 90)
     cctc = _choose("cctc", 600, 8, 8, 1)
-    assert cctc.values == {"epochs": 210, "simclr_epochs": 60, "delta_switch": 84, "batch_size": 64}
-    assert "scaled alike: δ switching at epoch 84 (its 28), 60 SimCLR warm-up epochs (its 20);" in cctc.summary()
+    assert cctc.values == {"epochs": 210, "simclr_epochs": 90, "delta_switch": 114, "batch_size": 64}
+    assert "scaled alike: δ switching at epoch 114 (its 38), 90 SimCLR warm-up epochs (its 30);" in cctc.summary()
     assert "scaled alike: 250 embedding-stage epochs (its 100);" in _choose("cdec", 600, 8, 8, 1).summary()
     # 200 images: 200/8 = 25 rows would be too few to contrast; the floor is 32
     assert _choose("cc", 200, 8, 8, 1).values["batch_size"] == 32
