@@ -158,6 +158,41 @@ def test_scan_plus_takes_a_multi_view_artifact(cli, tmp_path):
     assert 0.0 < final["neighbor_purity"] < 0.5
 
 
+def test_frozen_heads_train_on_one_feature_pass_as_they_do_on_per_step_forwards(cli, tmp_path, monkeypatch):
+    """head_only with augment none reads the features from one pass; the heads come out as with two forwards a step."""
+    from ccli.engine.checkpoint import load_checkpoint
+    from ccli.methods import scan_heads
+
+    ck = _pretrained(cli, tmp_path)
+    nb = _neighbors(tmp_path / "nb.h5", k=20)
+    base = ("train", "--method", "scan", "--data", "digits", "--preset", "digits", "--checkpoint", ck, "--neighbors",
+            nb, "--epochs", "2", "--set", "num_heads=2", "--set", "head_only=true", "--set", "augment=none", "-q")
+    assert scan_heads.frozen_features(scan_heads.ScanConfig(head_only=True, augment="none"))
+    assert not scan_heads.frozen_features(scan_heads.ScanConfig(head_only=True, augment="crop"))
+    assert not scan_heads.frozen_features(scan_heads.ScanConfig(head_only=False, augment="none"))
+    calls = []
+    counting = scan_heads.backbone_features
+
+    def count(*args, **kwargs):
+        calls.append(1)
+        return counting(*args, **kwargs)
+
+    monkeypatch.setattr(scan_heads, "backbone_features", count)
+    assert cli(*base, "-o", tmp_path / "cached").code == 0
+    assert len(calls) == 1  # one pass serves every step and the head selection
+    monkeypatch.setattr(scan_heads, "frozen_features", lambda config: False)
+    assert cli(*base, "-o", tmp_path / "forward").code == 0
+    assert len(calls) == 2  # the per-step path: only the head selection's pass
+    a = load_checkpoint(tmp_path / "cached" / "checkpoint-cluster.pt")["model"]
+    b = load_checkpoint(tmp_path / "forward" / "checkpoint-cluster.pt")["model"]
+    for name in a:
+        if name.startswith("heads."):
+            torch.testing.assert_close(a[name], b[name], rtol=1e-4, atol=1e-5)
+    final = [json.loads((tmp_path / run / "metrics.jsonl").read_text().splitlines()[-1]) for run in ("cached", "forward")]
+    assert final[0]["head"] == final[1]["head"]
+    np.testing.assert_allclose(final[0]["head_losses"], final[1]["head_losses"], rtol=1e-4)
+
+
 # --- many clusters, the chain ------------------------------------------------------------------
 
 
