@@ -72,7 +72,7 @@ _ccli() {
         "ccli pretrain --data") COMPREPLY=($(compgen -W "digits mnist: fashion-mnist: cifar10: cifar100-20: stl10: imagenet10: imagenet-dogs: tiny-imagenet: folder: npz: h5:" -- "$cur")); return ;;
         "ccli pretrain --split") COMPREPLY=($(compgen -W "train test all" -- "$cur")); return ;;
         "ccli pretrain --method"|"ccli pretrain -m") COMPREPLY=($(compgen -W "simclr moby" -- "$cur")); return ;;
-        "ccli pretrain --backbone") COMPREPLY=($(compgen -W "cbam_resnet18 cbam_resnet18-cifar cbam_resnet18-imagenet cbam_resnet18-stl cbam_resnet34 cbam_resnet34-cifar cbam_resnet34-imagenet cbam_resnet34-stl cbam_small_cnn resnet18 resnet18-cifar resnet18-imagenet resnet18-stl resnet34 resnet34-cifar resnet34-imagenet resnet34-stl resnet50 resnet50-cifar resnet50-imagenet resnet50-stl small_cnn" -- "$cur")); return ;;
+        "ccli pretrain --backbone") COMPREPLY=($(compgen -W "cae28 cae32 cae96 cbam_resnet18 cbam_resnet18-cifar cbam_resnet18-imagenet cbam_resnet18-stl cbam_resnet34 cbam_resnet34-cifar cbam_resnet34-imagenet cbam_resnet34-stl cbam_small_cnn resnet18 resnet18-cifar resnet18-imagenet resnet18-stl resnet34 resnet34-cifar resnet34-imagenet resnet34-stl resnet50 resnet50-cifar resnet50-feature-ae resnet50-imagenet resnet50-stl small_cnn" -- "$cur")); return ;;
         "ccli pretrain --device") COMPREPLY=($(compgen -W "auto cpu cuda cuda:0" -- "$cur")); return ;;
         "ccli embed --data") COMPREPLY=($(compgen -W "digits mnist: fashion-mnist: cifar10: cifar100-20: stl10: imagenet10: imagenet-dogs: tiny-imagenet: folder: npz: h5:" -- "$cur")); return ;;
         "ccli embed --layer") COMPREPLY=($(compgen -W "projector backbone" -- "$cur")); return ;;

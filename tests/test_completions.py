@@ -55,3 +55,12 @@ def test_other_shells_parse_their_scripts(shell):
         pytest.skip(f"{shell} not installed")
     flag = ["-n"] if shell == "zsh" else ["--no-execute"]
     subprocess.run([shell, *flag, str(ROOT / "completions" / FILES[shell])], check=True)
+
+
+def test_backbone_list_does_not_depend_on_what_was_imported_before():
+    # The scripts are rendered in whichever process runs `ccli completions`; a backbone module that
+    # registers only once something else imported it made the list differ between processes.
+    code = "from ccli.models import available_backbones; print(' '.join(available_backbones()))"
+    names = subprocess.run([__import__("sys").executable, "-c", code], capture_output=True, text=True,
+                           check=True, cwd=ROOT).stdout.split()
+    assert {"cae28", "cae32", "cae96", "resnet50-feature-ae", "cbam_small_cnn", "small_cnn"} <= set(names)

@@ -30,7 +30,9 @@ from typing import Callable
 
 from ccli.errors import BadInput
 
-_PLUGINS = ("ccli.models.cbam",)
+# Every module of ccli that registers backbones: the list must not depend on what else was imported
+# (the completion scripts and `--backbone` errors list them all).
+_PLUGINS = ("ccli.models.cbam", "ccli.models.autoencoder")
 
 
 @dataclass(frozen=True)
