@@ -152,3 +152,29 @@ def test_prune_does_not_change_the_key(tmp_path, monkeypatch, capsys):
 
         keys.append(json.loads(out)["key"])
     assert keys[0] == keys[1]
+
+
+def test_knn_takes_the_pruned_path_for_the_whole_set_and_the_blocked_one_for_a_shard(monkeypatch):
+    # knn() always passes a query range; the pruned search must still serve the whole set (an
+    # integration once made every call look like a shard's, and the equality tests above still passed).
+    pytest.importorskip("faiss")
+    from ccli.neighbors import knn_torch
+
+    calls = []
+    real = P.search_pruned
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(P, "search_pruned", counting)
+    x = mixture(600, seed=5)
+    off = knn(x, SearchParams(k=5, backend="torch", prune="off"))
+    assert calls == []
+    on = knn(x, SearchParams(k=5, backend="torch", prune="on"))
+    assert calls == [1]
+    np.testing.assert_array_equal(on[0], off[0])
+    np.testing.assert_array_equal(on[1], off[1])
+    params = SearchParams(k=5, backend="torch", prune="on")
+    shard = list(knn_torch.search_torch(prepare(x, "cosine"), params, (100, 300)))
+    assert calls == [1] and shard[0][0] == 100 and sum(len(b[1]) for b in shard) == 200

@@ -125,7 +125,7 @@ def search_torch(base: np.ndarray, params: SearchParams,
         first, last = (0, n) if queries is None else queries
         # The pruned search answers every row at once from one partition of the base; a sharded
         # rank asks for its own query range only, so it takes the plain blocked search.
-        if queries is None and heaps and (params.prune == "on" or (params.prune == "auto" and n >= knn_pruned.MIN_N)):
+        if (first, last) == (0, n) and heaps and (params.prune == "on" or (params.prune == "auto" and n >= knn_pruned.MIN_N)):
             found = knn_pruned.search_pruned(b, low, sq_norms, max_norm, eps_unit, params, cols,
                                              give_up=params.prune == "auto")
             if found is not None:
