@@ -244,7 +244,7 @@ def _field_default(f: dataclasses.Field) -> Any:
 
 
 def resolve_config(cls: type[T], group: str, preset: str | None = None, sets: Sequence[str] = (),
-                   explicit: Mapping[str, Any] | None = None, explicit_source: str = "the command line") -> T:
+                   explicit: Mapping[str, Any] | None = None, explicit_source: str = "option") -> T:
     """The one resolver every command uses: defaults <- preset <- --set <- explicit values.
 
     `group` names the preset folder (presets/<group>/); `explicit` holds values typed as their

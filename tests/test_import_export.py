@@ -133,6 +133,9 @@ def test_import_bad_inputs_write_nothing(cli, tmp_path):
     assert_bad_input(cli("import", tmp_path / "ok.npy", "--labels", tmp_path / "y.txt"), "2 labels", "4 samples")
     assert_bad_input(cli("import", tmp_path / "f.parquet"), "f.parquet", ".npy")
     assert_bad_input(cli("train", "--method", "kmeans", "--features", tmp_path / "vec.npy"), "vec.npy", "1-D")
+    # -k against the user's own 4-row file names that file (not its cached import) and imports nothing
+    assert_bad_input(cli("neighbors", tmp_path / "ok.npy", "-k", "4"), "-k 4", str(tmp_path / "ok.npy"), "N=4")
+    assert_bad_input(cli("neighbors", tmp_path / "ok.npy", "--prune", "maybe"), "option prune='maybe'", "auto, on, off")
     cache = tmp_path / "cache"
     assert not cache.exists() or not any(p.suffix == ".h5" for p in cache.rglob("*"))
 

@@ -103,8 +103,13 @@ def neighbors_command(
     }
     # Defaults ← preset ← --set ← explicit options: an option typed on the line wins.
     cfg = resolve_config(NeighborsConfig, "neighbors", preset, sets or (), options)
-    from ccli.store.imports import ensure_features
+    from ccli.store.imports import ensure_features, plain_features_rows
 
+    rows = plain_features_rows(features, "FEATURES")
+    if rows is not None:  # refuse -k against the user's own file, before its import is cached
+        from ccli.neighbors.knn import check_k
+
+        check_k(cfg.k, rows, str(features))
     features = ensure_features(features, "FEATURES", cache_dir)  # a .npy/.npz/.csv is imported first
     result = compute_neighbors(
         features, cfg, out=out, cache_dir=cache_dir, force=force, device=device, block_rows=block_rows

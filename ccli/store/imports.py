@@ -349,6 +349,17 @@ def is_plain_features(path: Path) -> bool:
     return False
 
 
+def plain_features_rows(path: Path | None, option: str = "--features") -> int | None:
+    """The row count of a file `ensure_features` would import (read from its header), else None."""
+    if path is None or not is_plain_features(Path(path).expanduser()):
+        return None
+    source = open_source(Path(path).expanduser(), option)
+    try:
+        return source.n
+    finally:
+        source.close()
+
+
 def ensure_features(path: Path | None, option: str = "--features", cache_dir=None) -> Path | None:
     """A features artifact for `path`: itself, or its on-the-fly import (cached under a content key)."""
     if path is None:
