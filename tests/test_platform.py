@@ -315,6 +315,37 @@ def test_ccli_train_runs_under_torchrun_and_only_rank_0_writes(tmp_path):
     assert not (tmp_path / "bad").exists()
 
 
+def test_ccli_train_across_two_nodes_matches_one_node_with_two_processes(tmp_path):
+    """`torchrun --nnodes 2` (two launches on this host, each its own cache and output folder, as two
+    machines would have): the same predictions as one node with two processes, and node 1 writes nothing."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    train = ["-m", "ccli", "train", "--method", "cc", "--data", "digits", "--preset", "digits", "--epochs", "1",
+             "--set", "eval_every=0", "-q"]
+    one_node = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
+         *train, "-o", str(tmp_path / "one-node")],
+        env={**env, "CCLI_CACHE": str(tmp_path / "cache-one")}, capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert one_node.returncode == 0, one_node.stderr[-3000:]
+    port = str(free_port())
+    nodes = [subprocess.Popen(
+        [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc_per_node", "1",
+         "--node_rank", str(rank), "--master_addr", "127.0.0.1", "--master_port", port,
+         *train, "-o", str(tmp_path / f"node{rank}")],
+        env={**env, "CCLI_CACHE": str(tmp_path / f"cache-node{rank}")}, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, cwd=REPO) for rank in range(2)]
+    results = [p.communicate(timeout=300) for p in nodes]
+    assert [p.returncode for p in nodes] == [0, 0], [err[-2000:] for _, err in results]
+    assert results[0][0].strip().splitlines() == [str(tmp_path / "node0" / "predictions.h5")]
+    assert results[1][0].strip() == ""  # node 1 prints no path and writes no run
+    assert not (tmp_path / "node1").exists()
+    assert not any(p.suffix == ".h5" for p in (tmp_path / "cache-node1").rglob("*"))
+    import h5py
+
+    with h5py.File(tmp_path / "one-node" / "predictions.h5") as a, h5py.File(tmp_path / "node0" / "predictions.h5") as b:
+        assert np.array_equal(a["labels"][:], b["labels"][:])
+        assert np.allclose(a["probs"][:], b["probs"][:], atol=1e-5)
+
+
 def test_two_identical_pretrainings_at_once_train_once(tmp_path):
     """The key lock: the second process waits for the first and reuses its checkpoint."""
     out = tmp_path / "shared"
