@@ -136,6 +136,11 @@ def test_import_bad_inputs_write_nothing(cli, tmp_path):
     # -k against the user's own 4-row file names that file (not its cached import) and imports nothing
     assert_bad_input(cli("neighbors", tmp_path / "ok.npy", "-k", "4"), "-k 4", str(tmp_path / "ok.npy"), "N=4")
     assert_bad_input(cli("neighbors", tmp_path / "ok.npy", "--prune", "maybe"), "option prune='maybe'", "auto, on, off")
+    # no labels and no --k: the user's file is named, and it is not imported before the refusal
+    assert_bad_input(cli("train", "--method", "kmeans", "--features", tmp_path / "ok.npy"),
+                     str(tmp_path / "ok.npy"), "no known class count", "--k")
+    assert_bad_input(cli("train", "--method", "kmeans", "--features", tmp_path / "ok.npy", "--k", "5"),
+                     "--k 5", "larger than the 4 samples", str(tmp_path / "ok.npy"))
     cache = tmp_path / "cache"
     assert not cache.exists() or not any(p.suffix == ".h5" for p in cache.rglob("*"))
 

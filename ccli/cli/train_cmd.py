@@ -87,9 +87,6 @@ def train_command(
                              neighbors=neighbors, graph=graph)
     # Input kinds are checked before the method's module (and torch) is imported.
     registry.check_inputs(info, inputs.given())
-    from ccli.store.imports import ensure_features
-
-    inputs.features = ensure_features(features, "--features", cache_dir)  # a .npy/.npz/.csv is imported first
     module = registry.load(info)
     from ccli.auto_preset import resolve as auto_resolve
 
@@ -100,6 +97,13 @@ def train_command(
         {registry.OPTION_KEYS[o]: v for o, v in options.items()}, image_size,
         pretrained=checkpoint is not None or features is not None)
     config = registry.resolve_method_config(module, method, preset, sets, options)
+    from ccli.store.imports import ensure_features, plain_features_source_facts
+
+    facts = plain_features_source_facts(features, "--features")
+    if facts is not None:  # K is checked against the user's own file before its import is cached
+        registry.resolve_num_clusters(getattr(config, "num_clusters", 0), registry.Inputs(
+            features=features, num_samples=facts[0], num_classes=facts[1]))
+    inputs.features = ensure_features(features, "--features", cache_dir)  # a .npy/.npz/.csv is imported first
     # the auto preset's note is printed once every check has passed: a refused command says one sentence
     result = registry.train(method, inputs, config, out=out, cache_dir=cache_dir, device=device, force=force,
                             announce=(lambda: log.info(chosen)) if chosen else None)

@@ -349,15 +349,27 @@ def is_plain_features(path: Path) -> bool:
     return False
 
 
-def plain_features_rows(path: Path | None, option: str = "--features") -> int | None:
-    """The row count of a file `ensure_features` would import (read from its header), else None."""
+def plain_features_source_facts(path: Path | None, option: str = "--features") -> tuple[int, int | None] | None:
+    """(rows, label classes or None) of a file `ensure_features` would import, else None: what a
+    command checks against the user's own file before the import is cached."""
     if path is None or not is_plain_features(Path(path).expanduser()):
         return None
     source = open_source(Path(path).expanduser(), option)
     try:
-        return source.n
+        if source.labels is None:
+            return source.n, None
+        if source.class_names:
+            return source.n, len(source.class_names)
+        known = [v for v in np.asarray(source.labels).tolist() if not (isinstance(v, int) and v < 0)]
+        return source.n, len(set(known)) or None
     finally:
         source.close()
+
+
+def plain_features_rows(path: Path | None, option: str = "--features") -> int | None:
+    """The row count of a file `ensure_features` would import (read from its header), else None."""
+    facts = plain_features_source_facts(path, option)
+    return None if facts is None else facts[0]
 
 
 def ensure_features(path: Path | None, option: str = "--features", cache_dir=None) -> Path | None:
