@@ -85,6 +85,28 @@ def test_pairs_at_0_8_and_0_2_match_a_brute_force_count():
     assert not pos.diagonal().any() and not neg.diagonal().any()
 
 
+def test_with_views_repeats_the_pairs_over_views_and_adds_each_images_own_view():
+    pos = torch.tensor([[False, True, False], [True, False, False], [False, False, False]])
+    neg = torch.tensor([[False, False, True], [False, False, True], [True, True, False]])
+    pos2, neg2 = L.with_views(pos, neg, 2)
+    assert pos2.shape == neg2.shape == (6, 6)
+    # row 0 (image 0, clean): image 1 in both views, its own augmented view (row 3); never itself
+    assert pos2[0].nonzero().flatten().tolist() == [1, 3, 4]
+    assert pos2[5].nonzero().flatten().tolist() == [2]  # image 2 has no pair: only its own other view
+    assert neg2[0].nonzero().flatten().tolist() == [2, 5]
+    assert neg2[5].nonzero().flatten().tolist() == [0, 1, 3, 4]
+    assert not (pos2 & neg2).any() and not pos2.diagonal().any() and not neg2.diagonal().any()
+    same, _ = L.with_views(pos, neg, 1)
+    assert torch.equal(same, pos)
+
+
+def test_stage2_views_other_than_1_or_2_are_refused(cli, tmp_path):
+    for bad in ("0", "3"):
+        result = cli(*TINY, "--set", f"stage2_views={bad}", "-o", tmp_path / "out")
+        assert_bad_input(result, f"stage2_views={bad}")
+    _nothing_written(tmp_path)
+
+
 def test_threshold_schedule_fixed_is_constant_and_linear_moves_from_start_to_final():
     assert L.threshold_at(0.0, 0.8, 0.95, "fixed") == 0.8
     assert L.threshold_at(0.0, 0.8, 0.95, "linear") == pytest.approx(0.95)
@@ -255,7 +277,9 @@ def test_every_preset_resolves_to_the_config(preset):
 
     module = registry.load(registry.get("selfpaced"))
     config = registry.resolve_method_config(module, "selfpaced", preset)
-    assert config.zeta == 0.8 and config.gamma == 0.2 and config.engine.batch_size == 500
+    assert config.zeta == 0.8 and config.gamma == 0.2
+    # digits: BENCHMARKS.md issue 12 session 2 (sp): two stage-2 views and 256-image batches; the rest keep S14's 500
+    assert (config.engine.batch_size, config.stage2_views) == ((256, 2) if preset == "digits" else (500, 1))
     if preset in ("mnist", "cifar10", "cifar100-20", "stl10"):
         assert (config.lam, config.t1, config.t2, config.tau, config.stage1_epochs, config.engine.epochs) == \
             (0.7, 2, 5, 0.5, 100, 50)  # thesis §3.3.3

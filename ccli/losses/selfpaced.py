@@ -46,6 +46,15 @@ def threshold_pairs(sim: torch.Tensor, zeta: float, gamma: float) -> tuple[torch
     return (sim >= zeta) & off, (sim <= gamma) & off
 
 
+def with_views(positives: torch.Tensor, negatives: torch.Tensor, views: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pairs of B images → pairs of their V·B view rows (view-major): a pair holds for every view of both images,
+    and each row's other views of the same image are positives (augmentation consistency); no row pairs with itself."""
+    b = len(positives)
+    same = torch.eye(b, dtype=torch.bool, device=positives.device).repeat(views, views)
+    own = torch.eye(b * views, dtype=torch.bool, device=positives.device)
+    return (positives.repeat(views, views) | same) & ~own, negatives.repeat(views, views) & ~same
+
+
 def negatives_only_contrast(z: torch.Tensor, positives: torch.Tensor, negatives: torch.Tensor,
                             tau: float) -> torch.Tensor:
     """Eq. 3.7–3.9 (and Eq. 4.4–4.6): mean over anchors of −(1/|P(i)|) Σ_p log[e^{s_ip/τ} / Σ_{f∈F(i)} e^{s_if/τ}].

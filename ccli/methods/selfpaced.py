@@ -73,7 +73,9 @@ class Config(TrainConfig):
     tau: float = 0.5  # instance temperature τ
     t2: int = 5  # centre update period in stage 2 (epochs; used by sim_source soft)
     sim_source: Literal["feature", "centred", "soft"] = "feature"  # S2: cosine of the codes, of the batch-centred codes, or of the Student-t assignments (P·Pᵀ, rows normalised)
+
     threshold_schedule: Literal["fixed", "linear"] = "fixed"  # fixed: the thesis's constants
+    stage2_views: int = 1  # 1: the thesis (clean images only); 2: + one augmented view, each image's own view a positive
     zeta_start: float = 0.95  # linear schedule only: ζ at the start of stage 2 (PROPOSED)
     gamma_start: float = 0.05  # linear schedule only: γ at the start of stage 2 (PROPOSED)
     mlp_hidden: tuple[int, ...] = (128, 128, 128)  # thesis §3.3.3: 128-128-128-K, BN + ReLU
@@ -105,6 +107,8 @@ def validate(inputs: Inputs, config: Config, num_clusters: int) -> None:
     for key in ("pretrain_epochs", "stage1_epochs"):
         if getattr(config, key) < 0:
             raise BadInput(f"{key}={getattr(config, key)} must be 0 or more.")
+    if config.stage2_views not in (1, 2):
+        raise BadInput(f"stage2_views={config.stage2_views} must be 1 (clean images) or 2 (clean + augmented view).")
     for key in ("t1", "t2", "pretrain_batch_size"):
         if getattr(config, key) < 1:
             raise BadInput(f"{key}={getattr(config, key)} must be at least 1.")
@@ -298,32 +302,38 @@ def build(setup: Setup) -> Plan:
             model.centres.copy_(L.weighted_centres(h_aug, L.student_t(h, model.centres, config.alpha)))
 
     def stage2_step(net, batch, ctx):
-        h, z = net(batch["views"][0])
+        views = batch["views"]
+        b = len(views[0])
+        h, z = net(torch.cat(list(views)) if len(views) > 1 else views[0])
         progress = ctx.step / max(1, ctx.total_steps - 1)
         zeta = L.threshold_at(progress, config.zeta, config.zeta_start, config.threshold_schedule)
         gamma = L.threshold_at(progress, config.gamma, config.gamma_start, config.threshold_schedule)
         with torch.no_grad():
-            if config.sim_source == "soft":
-                p = F.normalize(L.student_t(h.float(), model.centres, config.alpha), dim=1)
-                sim = p @ p.t()  # cosine of the soft assignments: 1 for the same confident cluster
-            else:
-                hf = h.float()
-                if config.sim_source == "centred":  # codes sit in a cone: centre them so that unlike pairs reach ≤ γ
-                    hf = hf - hf.mean(0, keepdim=True)
-                hn = F.normalize(hf, dim=1)
-                sim = hn @ hn.t()
+            sim = pair_similarity(h[:b].float())  # the clean view's codes decide the pairs
             pos, neg = L.threshold_pairs(sim, zeta, gamma)
+            if len(views) > 1:
+                pos, neg = L.with_views(pos, neg, len(views))
         loss = L.negatives_only_contrast(z, pos, neg, config.tau)
         extra = {}
         if config.entropy_weight:
             from ccli.losses.cluster import entropy_regulariser
 
-            balance = entropy_regulariser(z)
+            balance = sum(entropy_regulariser(z[v * b:(v + 1) * b]) for v in range(len(views))) / len(views)
             loss = loss + config.entropy_weight * balance
             extra["entropy"] = balance.detach()
-        b = len(sim)
-        return {"loss": loss, **extra, "positive_pairs": pos.sum().float() / b, "negative_pairs": neg.sum().float() / b,
-                "ignored_pairs": (b * (b - 1) - pos.sum() - neg.sum()).float() / b}
+        n = len(pos)
+        return {"loss": loss, **extra, "positive_pairs": pos.sum().float() / n, "negative_pairs": neg.sum().float() / n,
+                "ignored_pairs": (n * (n - 1) - pos.sum() - neg.sum()).float() / n}
+
+    def pair_similarity(h):
+        """Sim of §3.6 on one view: cosine of the codes (S2), of the batch-centred codes, or of the Student-t assignments."""
+        if config.sim_source == "soft":
+            p = F.normalize(L.student_t(h, model.centres, config.alpha), dim=1)
+            return p @ p.t()  # cosine of the soft assignments: 1 for the same confident cluster
+        if config.sim_source == "centred":  # codes sit in a cone: centre them so that unlike pairs reach ≤ γ
+            h = h - h.mean(0, keepdim=True)
+        hn = F.normalize(h, dim=1)
+        return hn @ hn.t()
 
     base = config.engine
     stages = []
@@ -351,7 +361,7 @@ def build(setup: Setup) -> Plan:
             if not bool(model.centres_ready):
                 refresh_centres(ctx)
             first(ctx)
-    stages.append(Stage("stage2", [clean], stage2_step, trainable=Run(model, "assign"), before_epoch=stage2_epoch,
+    stages.append(Stage("stage2", [clean, augmented][: config.stage2_views], stage2_step, trainable=Run(model, "assign"), before_epoch=stage2_epoch,
                         param_groups=groups))
     return Plan(model, stages, record={"latent_dim": latent_dim(config)})
 
