@@ -1,9 +1,8 @@
 """Label-free head selection for SCAN's multi-head clustering step (scanplus.md §6.5), and alternatives.
 
-SCAN keeps the head with the lowest SCAN loss over the mined pairs (`loss`). On features whose
-neighbours are only ~0.80 pure (Fashion-MNIST, BENCHMARKS.md issue 10) the heads' losses differ
-by less than the loss's own noise while their partitions differ by up to 0.14 ACC, so the loss
-ranks them poorly. The rules here read the heads' predictions only, never a label:
+SCAN keeps the head with the lowest SCAN loss over the mined pairs (`loss`). On Fashion-MNIST
+(neighbours ~0.80 pure) the heads' losses differ by ~0.04 while their ACC spans 0.56–0.74, so
+the loss might rank them poorly; the other rules read the heads' predictions only, never a label:
 
 - `loss`: lowest SCAN loss (consistency − λ·entropy), SCAN's rule.
 - `consistency`: lowest consistency term −log⟨p_i, p_j⟩ alone (the entropy term rewards
@@ -11,9 +10,12 @@ ranks them poorly. The rules here read the heads' predictions only, never a labe
 - `medoid`: the head whose partition agrees most with the others' (highest mean NMI to the other
   heads): heads that found the data's structure agree with each other, each bad head goes wrong
   in its own way.
-- `consensus`: every head's clusters are matched to the medoid's (Hungarian matching on the
-  co-assignment counts) and the matched probabilities are averaged; the argmax of the average
-  is the prediction.
+
+`consensus` (every head's clusters matched to the medoid's by Hungarian matching on the
+co-assignment counts, the matched probabilities averaged) is measured by
+benchmarks/bench_scan_select.py but is not a rule: on Fashion-MNIST it stayed below the
+lowest-loss head (BENCHMARKS.md, scan, 2026-12-03 session 2), as did `medoid`; more heads
+helped instead.
 """
 
 from __future__ import annotations
