@@ -31,6 +31,7 @@ from ccli.config import section
 from ccli.engine.loop import EngineConfig
 from ccli.errors import BadInput
 from ccli.methods.registry import Inputs, RunContext
+from ccli.methods.scan_select import check_rule, choose_head, head_losses, select_head  # noqa: F401 (the family's API)
 from ccli.methods.trainer import Plan, Setup, Stage, TrainConfig, check_common, gather
 
 AUGMENTS = ("none", "weak", "crop", "simclr", "strong")
@@ -49,6 +50,9 @@ class ScanConfig(TrainConfig):
     ))
     num_heads: int = 1  # SCAN: 1 (CIFAR/STL), 10 (ImageNet-*); the lowest-loss head is kept (§6.5)
     entropy_weight: float = 5.0  # λ (SCAN configs; scanplus.md A15)
+    # which head is kept without labels (ccli.methods.scan_select): SCAN's lowest loss (§6.5), or one
+    # that reads the heads' agreement, for features where the loss does not rank the heads
+    head_selection: Literal["loss", "consistency", "medoid"] = "loss"
     head_only: bool = False  # true: backbone frozen in eval mode, only the heads train (SCAN ImageNet)
     # what the heads read: the backbone's pooled feature (SCAN's ClusteringModel), or the checkpoint's
     # pretrained projector on top of it (an MLP head whose hidden layers come from stage 1, as scan+'s Φ_c, A11)
@@ -85,6 +89,7 @@ def check_scan(inputs: Inputs, config: ScanConfig, num_clusters: int) -> None:
     """Bad input of the SCAN family, before anything is written."""
     if config.num_heads < 1:
         raise BadInput(f"num_heads={config.num_heads} must be at least 1.")
+    check_rule(config.head_selection, config.num_heads)
     if config.num_neighbors < 1:
         raise BadInput(f"num_neighbors={config.num_neighbors} must be at least 1 (q, the neighbours per anchor).")
     if not 0.0 < config.self_label_threshold < 1.0:
@@ -306,18 +311,6 @@ def backbone_features(model: MultiHeadClusterer, images: np.ndarray, to_input, d
     return torch.cat(parts)
 
 
-def head_losses(probs, table: np.ndarray, entropy_weight: float) -> list[float]:
-    """Each head's SCAN loss over the whole set and every mined pair (ccli.losses.scan.scan_loss_over_table).
-
-    `probs` is a sequence of [N, K] tensors or a callable h -> [N, K] with `len` (one head in
-    memory at a time: K = 1000 on 1.28M images is 5.1 GB per head).
-    """
-    from ccli.losses.scan import scan_loss_over_table
-
-    index = _torch().from_numpy(np.asarray(table, dtype=np.int64))
-    return [float(scan_loss_over_table(probs[h], index, entropy_weight)) for h in range(len(probs))]
-
-
 class _HeadProbabilities:
     """probs[h] = softmax(head_h(features)) computed on demand from stored backbone features."""
 
@@ -333,11 +326,6 @@ class _HeadProbabilities:
         weight, bias = linear.weight.detach().float().cpu(), linear.bias.detach().float().cpu()
         with torch.no_grad():
             return torch.softmax(self.features @ weight.T + bias, dim=1)
-
-
-def select_head(losses: list[float]) -> int:
-    """The head with the lowest SCAN loss (ties: the first); no label is read."""
-    return int(np.argmin(np.asarray(losses, dtype=np.float64)))
 
 
 # ------------------------------------------------------------------------------------------
@@ -400,8 +388,7 @@ def cluster_stage(setup: Setup, model: MultiHeadClusterer, table: np.ndarray) ->
             generator = torch.Generator(device=setup.device)
             features = backbone_features(model, setup.dataset.images, lambda x: clean(x, generator)[0], setup.device,
                                          config.eval_batch_size)
-        losses = head_losses(_HeadProbabilities(model, features), table, lam)
-        best = select_head(losses)
+        best, losses = choose_head(config.head_selection, _HeadProbabilities(model, features), table, lam)
         model.head.fill_(best)
         model.head_losses.copy_(torch.tensor(losses))
         if len(losses) > 1:
