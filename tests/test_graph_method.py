@@ -255,6 +255,7 @@ def test_a_head_lr_scale_that_is_not_positive_is_refused_naming_the_key(cli, tmp
     ("crop_scale=[0.9,0.5]", "crop_scale=[0.9, 0.5]"),
     ("crop_scale=[0,1]", "crop_scale=[0.0, 1.0]"),
     ("blur_p=1.5", "blur_p=1.5 must be a probability"),
+    ("se_codes=cosine", "se_codes"),
 ])
 def test_bad_augmentation_keys_are_refused_naming_the_key(cli, tmp_path, setting, needle):
     result = cli(*TINY, "--set", setting, "-o", tmp_path / "out")
@@ -269,8 +270,10 @@ def test_the_augmentation_keys_are_off_by_default_and_the_digits_preset_sets_the
     faithful = module.Config()
     assert faithful.pretrain_augment is False and faithful.instance_augment is False  # Ch. 4: no augmentation
     assert faithful.crop_scale == (0.5, 1.0) and faithful.blur_p == 0.5  # spec §3.7 grayscale recipe
-    config = registry.resolve_method_config(module, "graph", "digits", sets=["instance_augment=true"])
-    assert config.instance_augment is True
+    assert faithful.se_codes == "raw"  # Eq. 4.2 on Z itself
+    config = registry.resolve_method_config(module, "graph", "digits", sets=["instance_augment=true",
+                                                                              "se_codes=centred_l2"])
+    assert config.instance_augment is True and config.se_codes == "centred_l2"
 
 
 @pytest.mark.slow  # > 10 s: trains
@@ -280,7 +283,7 @@ def test_a_tiny_augmented_run_trains_in_closed_and_chunk_modes(cli, tmp_path):
     for mode in ("closed", "chunk"):
         out = tmp_path / mode
         result = cli(*TINY, "--set", f"se_mode={mode}", "--set", "chunk_size=599", "--set", "pretrain_augment=true",
-                     "--set", "instance_augment=true", "-o", out)
+                     "--set", "instance_augment=true", "--set", "se_codes=centred_l2", "-o", out)
         assert result.code == 0, result.err
         assert load_checkpoint(out / "checkpoint-joint.pt")["config"]["config"]["instance_augment"] is True
 

@@ -92,6 +92,9 @@ class Config(TrainConfig):
     # PROPOSED departures from Ch. 4, which uses no augmentation (§4.1); both off = the thesis's path.
     pretrain_augment: bool = False  # true: denoising pretraining, the clean image reconstructed from an augmented view (Eq. 2.4)
     instance_augment: bool = False  # true: L_ins on two augmented views; positives = the other view and A's top-k in both views
+    # PROPOSED: the codes self-expression sees. raw: Z (Eq. 4.2); centred_l2: each batch's codes centred and
+    # L2-normalised, so C compares directions around the batch mean (A's top-5 purer on denoising-AE codes).
+    se_codes: Literal["raw", "centred_l2"] = "raw"
     # the augmentation of those two keys (spec §3.7, the selfpaced recipe for grayscale: crop + blur)
     crop_scale: tuple[float, float] = (0.5, 1.0)
     flip_p: float = 0.0
@@ -290,6 +293,12 @@ def build(setup: Setup) -> Plan:
             w.sub_(step * m / (v.sqrt() + eps))
         return (w * off).detach()
 
+    def se_input(z):
+        """The codes of L_self and of C (se_codes): Z itself, or centred and L2-normalised per batch."""
+        if config.se_codes == "centred_l2":
+            return F.normalize(z - z.mean(0, keepdim=True), dim=1)
+        return z
+
     def coefficients_for(members, z):
         if learned:
             return train_block(block_index(members), z.detach().float())
@@ -311,8 +320,9 @@ def build(setup: Setup) -> Plan:
             else:
                 z, rec, target, inst, y = net(views[0])
             recon = F.mse_loss(rec, target)
-            coeffs = coefficients_for(members, z)
-            selfexp = self_expression_loss(coeffs.to(z.dtype), z, config.lam, config.c_norm)
+            codes = se_input(z)
+            coeffs = coefficients_for(members, codes)
+            selfexp = self_expression_loss(coeffs.to(z.dtype), codes, config.lam, config.c_norm)
             loss = config.w_re * recon + config.w_self * selfexp
             out = {"reconstruction": recon.detach(), "self_expression": selfexp.detach()}
             if contrast:
