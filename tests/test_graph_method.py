@@ -68,6 +68,24 @@ def test_self_expression_loss_by_hand():
     assert float(self_expression_loss(c, z, 2.0)) == pytest.approx(3.25 / 2)
 
 
+def test_two_view_positives_are_the_other_view_and_the_graph_positives_in_both_views():
+    pos = torch.tensor([[False, True, False], [False, False, True], [True, False, False]])
+    two = G.two_view_positives(pos)
+    t, f = True, False
+    assert two.tolist() == [[f, t, f, t, t, f], [f, f, t, f, t, t], [t, f, f, t, f, t],
+                            [t, t, f, f, t, f], [f, t, t, f, f, t], [t, f, t, t, f, f]]
+
+
+def test_two_view_instance_loss_by_hand():
+    # Two samples, both views e1 and e2; no positives from A, so each anchor's only positive is its
+    # other view (s = 1) and its negatives are the other sample in both views (s = 0, twice).
+    h1 = torch.tensor([[1.0, 0.0], [0.0, 1.0]], dtype=torch.float64)
+    h2 = h1.clone()
+    pos = torch.zeros(2, 2, dtype=torch.bool)
+    # τ1 = 0.5: every anchor gives log(e^0 + e^0) − 1/0.5 = log 2 − 2
+    assert float(G.two_view_instance_loss(h1, h2, pos, 0.5)) == pytest.approx(math.log(2.0) - 2.0)
+
+
 # ---- chunked = full on a block-diagonal case ---------------------------------------------------
 def _two_subspaces(seed=0):
     rng = np.random.default_rng(seed)
@@ -229,6 +247,45 @@ def test_a_head_lr_scale_that_is_not_positive_is_refused_naming_the_key(cli, tmp
     result = cli(*TINY, "--set", f"head_lr_scale={value}", "-o", tmp_path / "out")
     assert_bad_input(result, f"head_lr_scale={value} must be > 0")
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("setting, needle", [
+    ("instance_augment=maybe", "instance_augment"),
+    ("pretrain_augment=2", "pretrain_augment"),
+    ("crop_scale=[0.9,0.5]", "crop_scale=[0.9, 0.5]"),
+    ("crop_scale=[0,1]", "crop_scale=[0.0, 1.0]"),
+    ("blur_p=1.5", "blur_p=1.5 must be a probability"),
+    ("se_codes=cosine", "se_codes"),
+])
+def test_bad_augmentation_keys_are_refused_naming_the_key(cli, tmp_path, setting, needle):
+    result = cli(*TINY, "--set", setting, "-o", tmp_path / "out")
+    assert_bad_input(result, needle)
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_augmentation_keys_are_off_by_default_and_the_digits_preset_sets_them():
+    from ccli.methods import registry
+
+    module = registry.load(registry.get("graph"))
+    faithful = module.Config()
+    assert faithful.pretrain_augment is False and faithful.instance_augment is False  # Ch. 4: no augmentation
+    assert faithful.crop_scale == (0.5, 1.0) and faithful.blur_p == 0.5  # spec §3.7 grayscale recipe
+    assert faithful.se_codes == "raw"  # Eq. 4.2 on Z itself
+    config = registry.resolve_method_config(module, "graph", "digits", sets=["instance_augment=true",
+                                                                              "se_codes=centred_l2"])
+    assert config.instance_augment is True and config.se_codes == "centred_l2"
+
+
+@pytest.mark.slow  # > 10 s: trains
+def test_a_tiny_augmented_run_trains_in_closed_and_chunk_modes(cli, tmp_path):
+    from ccli.engine.checkpoint import load_checkpoint
+
+    for mode in ("closed", "chunk"):
+        out = tmp_path / mode
+        result = cli(*TINY, "--set", f"se_mode={mode}", "--set", "chunk_size=599", "--set", "pretrain_augment=true",
+                     "--set", "instance_augment=true", "--set", "se_codes=centred_l2", "-o", out)
+        assert result.code == 0, result.err
+        assert load_checkpoint(out / "checkpoint-joint.pt")["config"]["config"]["instance_augment"] is True
 
 
 @pytest.mark.slow  # > 10 s: trains a selfpaced pretrain stage

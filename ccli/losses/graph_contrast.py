@@ -61,3 +61,18 @@ def graph_cluster_loss(y: torch.Tensor, y_neighbour: torch.Tensor, tau: float) -
     cl, cl2 = F.normalize(y.t(), dim=1), F.normalize(y_neighbour.t(), dim=1)
     logits = cl @ cl2.t() / tau
     return F.cross_entropy(logits, torch.arange(len(logits), device=logits.device))
+
+
+def two_view_positives(positives: torch.Tensor) -> torch.Tensor:
+    """`instance_augment` (PROPOSED): the 2B×2B positives of two views of B samples, rows/columns [view 1; view 2].
+
+    An anchor's positives are its own other view and its A-positives in both views; its own row in its
+    own view is never an edge (graph_instance_loss excludes the diagonal)."""
+    eye = torch.eye(len(positives), dtype=torch.bool, device=positives.device)
+    cross = positives | eye
+    return torch.cat([torch.cat([positives, cross], 1), torch.cat([cross, positives], 1)], 0)
+
+
+def two_view_instance_loss(h1: torch.Tensor, h2: torch.Tensor, positives: torch.Tensor, tau: float) -> torch.Tensor:
+    """Eq. 4.4–4.6 over both views' embeddings, with `two_view_positives` as P(i) and every other row as F(i)."""
+    return graph_instance_loss(torch.cat([h1, h2]), two_view_positives(positives), tau)

@@ -89,6 +89,20 @@ class Config(TrainConfig):
     # The joint stage's rate for the shared trunk and both heads, as a multiple of engine.lr (the
     # autoencoder keeps engine.lr). 1.0: the thesis's one rate for every parameter (§4.3.3).
     head_lr_scale: float = 1.0
+    # PROPOSED departures from Ch. 4, which uses no augmentation (§4.1); both off = the thesis's path.
+    pretrain_augment: bool = False  # true: denoising pretraining, the clean image reconstructed from an augmented view (Eq. 2.4)
+    instance_augment: bool = False  # true: L_ins on two augmented views; positives = the other view and A's top-k in both views
+    # PROPOSED: the codes self-expression sees. raw: Z (Eq. 4.2); centred_l2: each batch's codes centred and
+    # L2-normalised, so C compares directions around the batch mean (A's top-5 purer on denoising-AE codes).
+    se_codes: Literal["raw", "centred_l2"] = "raw"
+    # the augmentation of those two keys (spec §3.7, the selfpaced recipe for grayscale: crop + blur)
+    crop_scale: tuple[float, float] = (0.5, 1.0)
+    flip_p: float = 0.0
+    jitter_p: float = 0.0
+    jitter_strength: float = 1.0
+    gray_p: float = 0.0
+    blur_p: float = 0.5
+    intensity_p: float = 0.0
 
 
 def _chunk_parts(n: int, config: Config) -> list[np.ndarray]:
@@ -111,6 +125,12 @@ def validate(inputs: Inputs, config: Config, num_clusters: int) -> None:
     for key in ("lam", "tau1", "tau2", "se_lr"):
         if getattr(config, key) <= 0:
             raise BadInput(f"{key}={getattr(config, key)} must be positive.")
+    lo, hi = config.crop_scale
+    if not 0 < lo <= hi <= 1:
+        raise BadInput(f"crop_scale={list(config.crop_scale)} must be two area fractions with 0 < low ≤ high ≤ 1.")
+    for key in ("flip_p", "jitter_p", "gray_p", "blur_p", "intensity_p"):
+        if not 0 <= getattr(config, key) <= 1:
+            raise BadInput(f"{key}={getattr(config, key)} must be a probability between 0 and 1.")
     if not config.head_lr_scale > 0:
         raise BadInput(f"head_lr_scale={config.head_lr_scale:g} must be > 0: it multiplies engine.lr for the heads.")
     for key in ("pretrain_epochs", "se_warmup_epochs", "se_inner_steps"):
@@ -177,10 +197,13 @@ def _modules():
         def heads(self, z):
             return self.instance(self.trunk(z)), torch.softmax(self.cluster(self.cluster_trunk(z)), dim=1)
 
-        def forward(self, x):
+        def forward(self, x, extra=None):
+            """`extra` (instance_augment): more images through the encoder and the instance head only."""
             h, rec, target = self.ae(x)
             inst, y = self.heads(h)
-            return h, rec, target, inst, y
+            if extra is None:
+                return h, rec, target, inst, y
+            return h, rec, target, inst, y, self.instance(self.trunk(self.backbone(extra)))
 
         def assign(self, x):
             return self.heads(self.backbone(x))[1]
@@ -197,6 +220,8 @@ def build(setup: Setup) -> Plan:
     from ccli.losses import graph_contrast as G
     from ccli.losses.cluster import entropy_regulariser
     from ccli.losses.self_expressive import self_expression_loss
+    from ccli.engine.datapath import mix_seed
+    from ccli.methods.selfpaced import view_of
     from ccli.models.autoencoder import build_autoencoder
 
     config: Config = setup.config
@@ -212,8 +237,10 @@ def build(setup: Setup) -> Plan:
     if not learned:  # nothing to hold: keep the buffers tiny
         for name in ("coefficients", "c_m", "c_v"):
             setattr(model, name, torch.zeros(1, 1, 1))
-    clean = eval_view(size)
-    to_input = BatchAugmenter([clean], setup.mean, setup.std)
+    clean, augmented = eval_view(size), view_of(config, size, c)
+    # The joint stage's views: the clean one (A, L_re, L_self, L_clu) and, with instance_augment, two augmented ones.
+    joint_views = [clean, augmented, augmented] if config.instance_augment else [clean]
+    to_input = BatchAugmenter(joint_views, setup.mean, setup.std)
     images = torch.from_numpy(np.ascontiguousarray(setup.dataset.images)).permute(0, 3, 1, 2)
     cache: dict = {}
     graph = None
@@ -232,13 +259,13 @@ def build(setup: Setup) -> Plan:
         order = np.random.default_rng(config.seed * 7 + ctx.epoch).permutation(len(parts))
         return torch.from_numpy(parts[order[(ctx.step % ctx.steps_per_epoch) % len(parts)]])
 
-    def inputs_of(batch, members):
+    def inputs_of(batch, members, ctx) -> list:
         if not learned:
-            return batch["views"][0]
+            return list(batch["views"])
         if "images" not in cache:
             cache["images"] = images.to(setup.device)
-        gen = torch.Generator(device=setup.device)
-        return to_input(cache["images"][members.to(setup.device)], gen)[0]
+        gen = torch.Generator(device=setup.device).manual_seed(mix_seed(config.seed, ctx.epoch, ctx.step, 23))
+        return list(to_input(cache["images"][members.to(setup.device)], gen))
 
     def block_index(members) -> int:
         for number, part in enumerate(parts):
@@ -266,6 +293,12 @@ def build(setup: Setup) -> Plan:
             w.sub_(step * m / (v.sqrt() + eps))
         return (w * off).detach()
 
+    def se_input(z):
+        """The codes of L_self and of C (se_codes): Z itself, or centred and L2-normalised per batch."""
+        if config.se_codes == "centred_l2":
+            return F.normalize(z - z.mean(0, keepdim=True), dim=1)
+        return z
+
     def coefficients_for(members, z):
         if learned:
             return train_block(block_index(members), z.detach().float())
@@ -281,11 +314,15 @@ def build(setup: Setup) -> Plan:
     def make_step(contrast: bool):
         def step(net, batch, ctx):
             members = members_of(batch, ctx)
-            x = inputs_of(batch, members)
-            z, rec, target, inst, y = net(x)
+            views = inputs_of(batch, members, ctx)
+            if contrast and config.instance_augment:  # the augmented views skip the decoder
+                z, rec, target, inst, y, inst_aug = net(views[0], torch.cat(views[1:]))
+            else:
+                z, rec, target, inst, y = net(views[0])
             recon = F.mse_loss(rec, target)
-            coeffs = coefficients_for(members, z)
-            selfexp = self_expression_loss(coeffs.to(z.dtype), z, config.lam, config.c_norm)
+            codes = se_input(z)
+            coeffs = coefficients_for(members, codes)
+            selfexp = self_expression_loss(coeffs.to(z.dtype), codes, config.lam, config.c_norm)
             loss = config.w_re * recon + config.w_self * selfexp
             out = {"reconstruction": recon.detach(), "self_expression": selfexp.detach()}
             if contrast:
@@ -294,7 +331,10 @@ def build(setup: Setup) -> Plan:
                     pos = G.adaptive_positives(a, config.k)
                 else:
                     pos = G.topk_positives(a, config.k, valid)
-                instance = G.graph_instance_loss(inst, pos, config.tau1)
+                if config.instance_augment:
+                    instance = G.two_view_instance_loss(inst_aug[: len(z)], inst_aug[len(z):], pos, config.tau1)
+                else:
+                    instance = G.graph_instance_loss(inst, pos, config.tau1)
                 neighbour = G.strongest_neighbour(a if valid is None else a.masked_fill(~valid, float("-inf")))
                 cluster = G.graph_cluster_loss(y, y[neighbour], config.tau2)
                 if config.entropy_weight:
@@ -306,7 +346,10 @@ def build(setup: Setup) -> Plan:
         return step
 
     def pretrain_step(net, batch, ctx):
-        h, rec, target, _, _ = net(batch["views"][0])
+        if config.pretrain_augment:  # denoising: reconstruct the clean view from the augmented one
+            _, rec, _, _, _ = net(batch["views"][1])
+            return {"loss": F.mse_loss(rec, batch["views"][0])}
+        _, rec, target, _, _ = net(batch["views"][0])
         return {"loss": F.mse_loss(rec, target)}
 
     base = config.engine
@@ -316,13 +359,14 @@ def build(setup: Setup) -> Plan:
     if config.ae_checkpoint:
         load_ae_checkpoint(model.ae, config, c, size)
     elif config.pretrain_epochs:
-        stages.append(Stage("pretrain", [clean], pretrain_step, engine=dataclasses.replace(
+        stages.append(Stage("pretrain", [clean, augmented] if config.pretrain_augment else [clean], pretrain_step,
+                            engine=dataclasses.replace(
             base, epochs=config.pretrain_epochs, lr=config.pretrain_lr, batch_size=config.pretrain_batch_size,
             eval_every=0)))
     if config.se_warmup_epochs and graph is None:
         stages.append(Stage("warmup", [clean], make_step(False),
                             engine=dataclasses.replace(joint_engine, epochs=config.se_warmup_epochs, eval_every=0)))
-    stages.append(Stage("joint", [clean], make_step(True), engine=joint_engine,
+    stages.append(Stage("joint", joint_views, make_step(True), engine=joint_engine,
                         param_groups=head_groups(model, config.head_lr_scale)))
     return Plan(model, stages, record={"latent_dim": latent_dim(config), "chunks": len(parts),
                                        "graph_input": graph is not None})
