@@ -125,7 +125,7 @@ def search_torch(base: np.ndarray, params: SearchParams,
         first, last = (0, n) if queries is None else queries
         # The pruned search answers every row at once from one partition of the base; a sharded
         # rank asks for its own query range only, so it takes the plain blocked search.
-        if (first, last) == (0, n) and heaps and (params.prune == "on" or (params.prune == "auto" and n >= knn_pruned.MIN_N)):
+        if (first, last) == (0, n) and device.type == "cpu" and (params.prune == "on" or (params.prune == "auto" and n >= knn_pruned.MIN_N)):
             found = knn_pruned.search_pruned(b, low, sq_norms, max_norm, eps_unit, params, cols,
                                              give_up=params.prune == "auto")
             if found is not None:
@@ -296,6 +296,19 @@ def _torch_block_fp32(b, sq_norms, row_ids, cols, params, columns=None):
     return _rescore(q, b, best_i, valid, k, params.metric)
 
 
+def exact_scores(q64, x64, metric):
+    """float64 scores [m, c] of query rows q64 [m, D] against their candidates x64 [m, c, D].
+
+    q·x (cosine) or −‖q − x‖² (l2). One elementwise product and a sum over the contiguous last
+    dimension: each pair's value depends on its two rows only, not on how many candidates share
+    the call (a batched GEMM may block differently by shape), so the plain and the pruned search,
+    which rescore different numbers of candidates, give bit-identical scores.
+    """
+    if metric == "cosine":
+        return (x64 * q64[:, None, :]).sum(-1)
+    return -((q64[:, None, :] - x64) ** 2).sum(-1)
+
+
 def _rescore(qf, b, cand, valid, k, metric):
     """Scores of candidate ids [m, k'] recomputed in float64 from the (fp32) rows, the best k per row.
 
@@ -305,11 +318,7 @@ def _rescore(qf, b, cand, valid, k, metric):
     import torch
 
     safe = cand.clamp_min(0)
-    q64, x64 = qf.double(), b[safe].double()
-    if metric == "cosine":
-        score = torch.einsum("md,mkd->mk", q64, x64)
-    else:
-        score = -((q64[:, None, :] - x64) ** 2).sum(-1)
+    score = exact_scores(qf.double(), b[safe].double(), metric)
     score[~valid] = -math.inf
     by_id = torch.argsort(torch.where(valid, cand, len(b)), dim=1)
     cand, score = torch.gather(cand, 1, by_id), torch.gather(score, 1, by_id)
