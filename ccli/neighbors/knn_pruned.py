@@ -238,8 +238,6 @@ def _block(lists, s0, s1, g0, g1, k, kk, eps_unit, params, cols, counters):
     """Exact top-k (global ids, float32 scores) of the sorted rows s0..s1 (lists g0..g1)."""
     import torch
 
-    from ccli.neighbors.knn_torch import exact_scores
-
     m = s1 - s0
     q = lists.b[s0:s1]
     q_norm = lists.norm[s0:s1]
@@ -349,7 +347,7 @@ def _ranked(lists, q, pos, k, metric, valid=None):
     from ccli.neighbors.knn_torch import exact_scores
 
     gid = lists.perm[pos]
-    score = exact_scores(q.double(), lists.b[pos].double(), metric)
+    score = exact_scores(q, lists.b, pos, metric)
     if valid is not None:
         score.masked_fill_(~valid, -np.inf)
     by_id = torch.argsort(gid, dim=1)
