@@ -125,7 +125,7 @@ def search_torch(base: np.ndarray, params: SearchParams,
         first, last = (0, n) if queries is None else queries
         # The pruned search answers every row at once from one partition of the base; a sharded
         # rank asks for its own query range only, so it takes the plain blocked search.
-        if (first, last) == (0, n) and heaps and (params.prune == "on" or (params.prune == "auto" and n >= knn_pruned.MIN_N)):
+        if (first, last) == (0, n) and device.type == "cpu" and (params.prune == "on" or (params.prune == "auto" and n >= knn_pruned.MIN_N)):
             found = knn_pruned.search_pruned(b, low, sq_norms, max_norm, eps_unit, params, cols,
                                              give_up=params.prune == "auto")
             if found is not None:
@@ -296,6 +296,31 @@ def _torch_block_fp32(b, sq_norms, row_ids, cols, params, columns=None):
     return _rescore(q, b, best_i, valid, k, params.metric)
 
 
+def exact_scores(q, base, pos, metric):
+    """float64 scores [m, c] of query rows q [m, D] against their candidates base[pos] (pos [m, c]).
+
+    q·x (cosine) or −‖q − x‖² (l2) from the fp32 rows cast to float64. One elementwise product and a
+    sum over the contiguous last dimension: each pair's value depends on its two rows only, not on
+    how many candidates share the call (a batched GEMM may block differently by shape), so the plain
+    and the pruned search, which rescore different numbers of candidates, give bit-identical scores.
+    Rows go in chunks of ≤ 2¹⁷ float64 elements (1 MB): the gathered [m, c, D] block then stays in
+    cache, 2.2× faster than all rows at once (523 × 20 × 128: 5.8 vs 12.9 ms, one thread).
+    """
+    import torch
+
+    m, c = pos.shape
+    out = torch.empty((m, c), dtype=torch.float64, device=q.device)
+    step = max(1, 2**17 // max(1, c * q.shape[1]))
+    for s in range(0, m, step):
+        x64 = base[pos[s : s + step]].double()
+        q64 = q[s : s + step].double()[:, None, :]
+        if metric == "cosine":
+            out[s : s + step] = (x64 * q64).sum(-1)
+        else:
+            out[s : s + step] = -((q64 - x64) ** 2).sum(-1)
+    return out
+
+
 def _rescore(qf, b, cand, valid, k, metric):
     """Scores of candidate ids [m, k'] recomputed in float64 from the (fp32) rows, the best k per row.
 
@@ -305,11 +330,7 @@ def _rescore(qf, b, cand, valid, k, metric):
     import torch
 
     safe = cand.clamp_min(0)
-    q64, x64 = qf.double(), b[safe].double()
-    if metric == "cosine":
-        score = torch.einsum("md,mkd->mk", q64, x64)
-    else:
-        score = -((q64[:, None, :] - x64) ** 2).sum(-1)
+    score = exact_scores(qf, b, safe, metric)
     score[~valid] = -math.inf
     by_id = torch.argsort(torch.where(valid, cand, len(b)), dim=1)
     cand, score = torch.gather(cand, 1, by_id), torch.gather(score, 1, by_id)
