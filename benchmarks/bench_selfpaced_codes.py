@@ -41,7 +41,8 @@ def main() -> None:
     from ccli.fit.kmeans import kmeans
     from ccli.losses import selfpaced as L
     from ccli.data.gpu_augment import sample_batch_params
-    from ccli.methods.selfpaced import Config, _modules, encode_all, view_of
+    from ccli.methods.autoencoding import view_of
+    from ccli.methods.selfpaced import Config, _modules, encode_all
     from ccli.methods.autoencoding import latent_dim
     from ccli.metrics.evaluation import score_labelling
     from ccli.models.autoencoder import build_autoencoder

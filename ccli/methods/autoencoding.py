@@ -88,3 +88,16 @@ def load_ae_checkpoint(ae, config, channels: int, size: int) -> None:
     """Put the autoencoder weights of `ae_checkpoint` (checked) into `ae`."""
     state = ae_checkpoint_state(config.ae_checkpoint, config.backbone, channels, size, latent_dim(config))
     ae.load_state_dict({key[len("ae."):]: v for key, v in state["model"].items() if key.startswith("ae.")})
+
+
+def view_of(config, size: int, channels: int):
+    """The thesis's augmentation T (§3.7): random resized crop, flip, colour jitter, grayscale, blur
+    (each optional); selfpaced's stage-1 views and graph's PROPOSED two-view keys."""
+    from ccli.data.augment import ViewAug
+
+    s = config.jitter_strength
+    colour = channels == 3
+    return ViewAug(size=size, scale=tuple(config.crop_scale), flip_p=config.flip_p, jitter_p=config.jitter_p,
+                   brightness=0.4 * s, contrast=0.4 * s, saturation=0.4 * s if colour else 0.0,
+                   hue=0.1 * s if colour else 0.0, gray_p=config.gray_p if colour else 0.0, blur_p=config.blur_p,
+                   intensity_p=0.0 if colour else config.intensity_p)

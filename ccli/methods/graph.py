@@ -41,7 +41,7 @@ from ccli.config import section
 from ccli.engine.loop import EngineConfig
 from ccli.errors import BadInput
 from ccli.methods.registry import Inputs, Prediction, RunContext
-from ccli.methods.autoencoding import autoencoder_key_inputs, check_autoencoder, latent_dim, load_ae_checkpoint
+from ccli.methods.autoencoding import autoencoder_key_inputs, check_autoencoder, latent_dim, load_ae_checkpoint, view_of
 from ccli.methods.trainer import Plan, Setup, Stage, TrainConfig, check_common, train
 
 
@@ -221,7 +221,6 @@ def build(setup: Setup) -> Plan:
     from ccli.losses.cluster import entropy_regulariser
     from ccli.losses.self_expressive import self_expression_loss
     from ccli.engine.datapath import mix_seed
-    from ccli.methods.selfpaced import view_of
     from ccli.models.autoencoder import build_autoencoder
 
     config: Config = setup.config

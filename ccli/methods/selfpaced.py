@@ -32,7 +32,7 @@ from ccli.config import section
 from ccli.engine.loop import EngineConfig
 from ccli.errors import BadInput
 from ccli.methods.registry import Inputs, Prediction, RunContext
-from ccli.methods.autoencoding import autoencoder_key_inputs, check_autoencoder, latent_dim, load_ae_checkpoint
+from ccli.methods.autoencoding import autoencoder_key_inputs, check_autoencoder, latent_dim, load_ae_checkpoint, view_of
 from ccli.methods.trainer import Plan, Setup, Stage, TrainConfig, check_common, train
 
 
@@ -167,18 +167,6 @@ def _modules():
             return self.parts["ae"](x)
 
     return SelfPacedNet, Run
-
-
-def view_of(config, size: int, channels: int):
-    """The augmentation T (§3.7): random resized crop, flip, colour jitter, grayscale, blur (each optional)."""
-    from ccli.data.augment import ViewAug
-
-    s = config.jitter_strength
-    colour = channels == 3
-    return ViewAug(size=size, scale=tuple(config.crop_scale), flip_p=config.flip_p, jitter_p=config.jitter_p,
-                   brightness=0.4 * s, contrast=0.4 * s, saturation=0.4 * s if colour else 0.0,
-                   hue=0.1 * s if colour else 0.0, gray_p=config.gray_p if colour else 0.0, blur_p=config.blur_p,
-                   intensity_p=0.0 if colour else config.intensity_p)
 
 
 def encode_all(encoder, images_u8, views, mean, std, device, batch_size: int, params=None, seed: int = 0):
