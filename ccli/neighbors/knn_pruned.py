@@ -31,6 +31,8 @@ plain path.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 
 # Rows per list (N / this = number of lists), rows per query block, and the size from which
@@ -161,8 +163,7 @@ def upper_bounds(lists: Lists, qf, q_norm, metric: str, which=None):
         # q·x = (‖q‖² + ‖x‖² − ‖q − x‖²)/2 with ‖q − x‖ ≥ gap; and q·x ≤ q·c + ‖q‖·r (Cauchy–Schwarz).
         top = torch.add((0.5 * q_sq).float()[:, None], (0.5 * max_sq + slack).float()[None, :])
         sphere = top.sub_(gap_sq, alpha=0.5)
-        return sphere.minimum_(torch.addr(qc, qn, radius.float()).add_(slack)) if hasattr(sphere, "minimum_") else \
-            torch.minimum(sphere, torch.addr(qc, qn, radius.float()).add_(slack))
+        return torch.minimum(sphere, torch.addr(qc, qn, radius.float()).add_(slack), out=sphere)
     return torch.sub((q_sq + slack).float()[:, None], gap_sq)
 
 
@@ -217,20 +218,44 @@ def search_pruned(b, low, sq_norms, max_norm, eps_unit, params, cols, give_up: b
     out_v = np.empty((n, k), dtype=np.float32)
     blocks = lists.blocks(BLOCK_ROWS)
     counters = dict(scored=0, probe=0, redone=0, witness=0)
-    for number, (g0, g1) in enumerate(blocks):
+
+    def run(block):
+        """One block (its own counters: blocks run on several threads)."""
+        g0, g1 = block
         s0, s1 = int(lists.starts[g0]), int(lists.ends[g1 - 1])
-        bi, bv = _block(lists, s0, s1, g0, g1, k, kk, eps_unit, params, cols, counters)
+        mine = dict(scored=0, redone=0, witness=0, probe=s1 - s0)
+        bi, bv = _block(lists, s0, s1, g0, g1, k, kk, eps_unit, params, cols, mine)
         rows = lists.perm[s0:s1].numpy()
         out_i[rows], out_v[rows] = bi.numpy(), bv.numpy()
-        counters["probe"] += s1 - s0
-        if give_up and number + 1 == min(PROBE_BLOCKS, len(blocks)) and len(blocks) > number + 1:
-            if counters["scored"] > _MAX_SCORED_FRACTION * n * counters["probe"]:
+        return mine
+
+    def add(mine):
+        for key, value in mine.items():
+            counters[key] += value
+
+    # Blocks in parallel, one torch thread each: a block is ~100 small ops (tiles of a few hundred
+    # rows), and two OpenMP threads per op spun 4× the CPU of one (50k rows: 8.2 vs 2.1 CPU s, 13.2
+    # vs 3.5 s wall on the shared 2-core machine). The ops release the GIL, so the threads overlap.
+    workers = max(1, torch.get_num_threads())
+    probe = min(PROBE_BLOCKS, len(blocks)) if give_up and len(blocks) > PROBE_BLOCKS else 0
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with ThreadPoolExecutor(workers) as pool:
+            for mine in pool.map(run, blocks[:probe]):
+                add(mine)
+            if probe and counters["scored"] > _MAX_SCORED_FRACTION * n * counters["probe"]:
                 if stats is not None:
                     stats.update(gave_up=True, scored_fraction=counters["scored"] / float(n) / counters["probe"])
                 return None
+            for mine in pool.map(run, blocks[probe:]):
+                add(mine)
+    finally:
+        torch.set_num_threads(saved)
     if stats is not None:
-        stats.update(scores=counters["scored"], lists=len(lists.sizes), blocks=len(blocks),
-                     redone=counters["redone"], witness_rows=counters["witness"], scored_fraction=counters["scored"] / float(n) / n, gave_up=False)
+        stats.update(scores=counters["scored"], lists=len(lists.sizes), blocks=len(blocks), workers=workers,
+                     redone=counters["redone"], witness_rows=counters["witness"],
+                     scored_fraction=counters["scored"] / float(n) / n, gave_up=False)
     return out_i, out_v
 
 
@@ -317,10 +342,10 @@ def _block(lists, s0, s1, g0, g1, k, kk, eps_unit, params, cols, counters):
     # The proof: the j-th fp32 score (j > k) below the k-th − 2ε, so the true best k are among the
     # best j − 1 by fp32; those are rescored in float64. j = k + 1 for most rows (only k rescored);
     # the rows with a near-tie just below the k-th take the last witness, k + WITNESSES.
-    limit = best_v[:, k - 1] - (2 * eps).float()
+    limit = best_v[:, k - 1].double() - 2 * eps  # float64: no rounding of the limit upwards
     if kk > k:
-        proven = best_v[:, k] < limit
-        wide = (best_v[:, kk - 1] < limit) & ~proven
+        proven = best_v[:, k].double() < limit
+        wide = (best_v[:, kk - 1].double() < limit) & ~proven
     else:
         proven = torch.ones(m, dtype=torch.bool)
         wide = torch.zeros(m, dtype=torch.bool)
@@ -328,7 +353,9 @@ def _block(lists, s0, s1, g0, g1, k, kk, eps_unit, params, cols, counters):
     w = wide.nonzero(as_tuple=True)[0]
     if len(w):
         counters["witness"] += len(w)
-        out_i[w], out_v[w] = _ranked(lists, q[w], best_i[w, : kk - 1], k, params.metric)
+        # (−inf slots, when a row scored fewer than k + WITNESSES columns, hold no column: masked.)
+        out_i[w], out_v[w] = _ranked(lists, q[w], best_i[w, : kk - 1].clamp_min(0), k, params.metric,
+                                     valid=best_v[w, : kk - 1] > -np.inf)
         proven |= wide
     redo = (~proven).nonzero(as_tuple=True)[0]
     if len(redo):
