@@ -45,8 +45,10 @@ def test_small_grayscale_sets_start_from_the_digits_recipe_scaled_to_equal_image
     assert "scaled alike: 250 embedding-stage epochs (its 100);" in _choose("cdec", 600, 8, 8, 1).summary()
     # 200 images: 200/8 = 25 rows would be too few to contrast; the floor is 32
     assert _choose("cc", 200, 8, 8, 1).values["batch_size"] == 32
-    # selfpaced's batch 500 is its own choice (pair thresholds): kept while it fits
-    assert "batch_size" not in _choose("selfpaced", 600, 8, 8, 1).values
+    # graph's batch 599 (a third of digits per self-expression batch) is its own choice: kept while it fits
+    assert "batch_size" not in _choose("graph", 600, 8, 8, 1).values
+    # selfpaced's recipe batch 256 is an ordinary contrastive batch: 600/256 = 2 steps, so 64 (9 steps)
+    assert _choose("selfpaced", 600, 8, 8, 1).values["batch_size"] == 64
     # 100 images: the recipe's batch 128 does not fit; 32 is the largest power of two ≤ 50
     tiny = _choose("cc", 100, 8, 8, 1)
     assert tiny.values == {"epochs": 500, "batch_size": 32}
